@@ -1,0 +1,54 @@
+"""twistd plugin: ``twistd -n wskit [options]`` takes the same options as ``wskit serve``."""
+
+from __future__ import annotations
+
+from twisted.application.service import IServiceMaker
+from twisted.plugin import IPlugin
+from twisted.python import usage
+from zope.interface import implementer
+
+
+def _build_options():
+    from wskit.options import SERVER_OPTIONS
+
+    params, flags = [], []
+    methods = {}
+    for opt in SERVER_OPTIONS:
+        if opt.kind is None:
+            flags.append([opt.name, None, opt.help])
+        elif opt.repeatable:
+            def collect(self, value, _opt=opt):
+                self.setdefault(_opt.dest, []).append(_opt.kind(value))
+
+            collect.__doc__ = opt.help
+            methods["opt_" + opt.dest] = collect
+        else:
+            params.append([opt.name, None, opt.default, opt.help, opt.kind])
+
+    return type("Options", (usage.Options,), {"optParameters": params, "optFlags": flags, **methods})
+
+
+Options = _build_options()
+
+
+@implementer(IServiceMaker, IPlugin)
+class WskitServiceMaker:
+    tapname = "wskit"
+    description = "wskit WebSocket server (same options as `wskit serve`)"
+    options = Options
+
+    def makeService(self, options):
+        from wskit.options import server_settings
+        from wskit.settings import SettingsError
+
+        values = {key.replace("-", "_"): value for key, value in options.items()}
+        try:
+            settings = server_settings(values, backend="twisted")
+        except SettingsError as exc:
+            raise usage.UsageError(str(exc))
+        from wskit.twisted import WebSocketService
+
+        return WebSocketService(settings)
+
+
+serviceMaker = WskitServiceMaker()

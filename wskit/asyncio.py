@@ -1,0 +1,189 @@
+"""asyncio backend: concrete Autobahn classes, ``serve()`` and ``connect()``.
+
+Importing this module selects asyncio for txaio. Factories are only built
+inside a running loop (a factory built outside binds the wrong loop and every
+handshake then times out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+from urllib.parse import urlsplit
+
+import txaio
+
+txaio.use_asyncio()
+
+from autobahn.asyncio.websocket import (  # noqa: E402
+    WebSocketClientFactory as _ClientFactory,
+    WebSocketClientProtocol as _ClientProtocol,
+    WebSocketServerFactory as _ServerFactory,
+    WebSocketServerProtocol as _ServerProtocol,
+)
+
+from .app import WebSocketApp  # noqa: E402
+from .protocol import (  # noqa: E402
+    ClientFactoryMixin,
+    ClientProtocolMixin,
+    ServerFactoryMixin,
+    ServerProtocolMixin,
+)
+from .settings import ClientSettings, ServerSettings  # noqa: E402
+
+BACKEND = "asyncio"
+
+
+class ServerProtocol(ServerProtocolMixin, _ServerProtocol):
+    """A wskit server connection on asyncio; subclass it in Autobahn's style if you like."""
+
+
+class ServerFactory(ServerFactoryMixin, _ServerFactory):
+    protocol = ServerProtocol
+
+    def __init__(self, app: WebSocketApp | None = None, *, settings: ServerSettings | None = None,
+                 protocol: type | None = None):
+        app = app or WebSocketApp(settings)
+        super().__init__(url=app.settings.url, loop=asyncio.get_running_loop())
+        if protocol is not None:
+            self.protocol = protocol
+        self._configure(app)
+
+
+class ClientProtocol(ClientProtocolMixin, _ClientProtocol):
+    """A wskit client connection on asyncio."""
+
+
+class ClientFactory(ClientFactoryMixin, _ClientFactory):
+    protocol = ClientProtocol
+
+    def __init__(self, url: str, settings: ClientSettings | None = None, handler_factory: Any = None,
+                 protocol: type | None = None):
+        settings = (settings or ClientSettings()).validate()
+        super().__init__(
+            url=url,
+            protocols=list(settings.subprotocols) or None,
+            origin=settings.origin,
+            useragent=settings.user_agent,
+            headers=dict(settings.headers) or None,
+            loop=asyncio.get_running_loop(),
+        )
+        if protocol is not None:
+            self.protocol = protocol
+        self._configure(settings, handler_factory)
+
+
+def server_ssl_context(settings: ServerSettings) -> ssl.SSLContext | None:
+    if not settings.tls.enabled:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls.cert, settings.tls.key)
+    return context
+
+
+class WebSocketServer:
+    """A running asyncio server: ``port``, ``app``, ``close()`` and ``wait_closed()``."""
+
+    def __init__(self, server: asyncio.base_events.Server, app: WebSocketApp):
+        self._server = server
+        self.app = app
+
+    @property
+    def port(self) -> int:
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def sockets(self):
+        return self._server.sockets
+
+    def close(self) -> None:
+        self._server.close()
+        self.app.close_all()
+
+    async def wait_closed(self) -> None:
+        await self._server.wait_closed()
+
+    async def serve_forever(self) -> None:
+        await self._server.serve_forever()
+
+    async def __aenter__(self) -> WebSocketServer:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()
+
+
+async def serve(settings: ServerSettings | None = None, app: WebSocketApp | None = None,
+                protocol: type | None = None) -> WebSocketServer:
+    """Listen on ``settings.host:settings.port``; returns once bound.
+
+    Example::
+
+        async def main():
+            server = await wskit.asyncio.serve(ServerSettings(port=9000))
+            await server.serve_forever()
+    """
+    app = app or WebSocketApp(settings)
+    if app.settings.endpoint:
+        raise ValueError("Twisted endpoint strings (--endpoint) need the twisted backend")
+    factory = ServerFactory(app, protocol=protocol)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        factory, app.settings.host, app.settings.port, ssl=server_ssl_context(app.settings)
+    )
+    return WebSocketServer(server, app)
+
+
+def client_ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(ca_file)
+    return context
+
+
+async def connect(url: str, settings: ClientSettings | None = None, handler_factory: Any = None,
+                  protocol: type | None = None) -> ClientProtocol:
+    """Open a client connection and return the open ``ClientProtocol``.
+
+    Raises :class:`wskit.HandshakeError` when the server refuses, ``OSError``
+    when TCP or TLS fails.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"not a WebSocket URL: {url!r} (expected ws://host[:port]/path or wss://...)")
+    secure = parts.scheme == "wss"
+    settings = (settings or ClientSettings()).validate()
+    factory = ClientFactory(url, settings, handler_factory, protocol=protocol)
+    loop = asyncio.get_running_loop()
+    _transport, proto = await loop.create_connection(
+        factory,
+        parts.hostname,
+        parts.port or (443 if secure else 80),
+        ssl=client_ssl_context(settings.ca_file) if secure else None,
+        server_hostname=parts.hostname if secure else None,
+    )
+    return await proto.opened
+
+
+def install_uvloop() -> bool:
+    """Use uvloop's event loop policy when it is installed; True if it is now in use."""
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+__all__ = [
+    "BACKEND",
+    "ClientFactory",
+    "ClientProtocol",
+    "ServerFactory",
+    "ServerProtocol",
+    "WebSocketServer",
+    "connect",
+    "install_uvloop",
+    "serve",
+]

@@ -1,0 +1,231 @@
+"""The ``wskit`` command: ``serve``, ``connect`` and ``protocols``.
+
+Errors a user can cause (bad option, bad URL, port in use, refused connection,
+rejected handshake) print one line on stderr and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import signal
+import sys
+from typing import Any, NoReturn
+
+from .options import add_server_arguments, server_settings
+from .settings import (
+    BACKENDS,
+    ClientSettings,
+    CompressionSettings,
+    LimitSettings,
+    ServerSettings,
+    SettingsError,
+)
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class UserError(Exception):
+    """A failure to report as one line, without a traceback."""
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    sys.stderr.write(f"wskit: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(code)
+
+
+def describe_listen_error(exc: BaseException, settings: ServerSettings) -> str:
+    where = settings.endpoint or f"{settings.host}:{settings.port}"
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE or "in use" in text:
+        return f"cannot listen on {where}: address already in use (pick another --port)"
+    if isinstance(exc, OSError) and exc.errno == errno.EACCES or "ermission denied" in text:
+        return f"cannot listen on {where}: permission denied"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"cannot listen on {where}: {exc.strerror}"
+    return f"cannot listen on {where}: {text}"
+
+
+def describe_connect_error(exc: BaseException, url: str) -> str:
+    from .protocol import HandshakeError
+
+    if isinstance(exc, HandshakeError):
+        if exc.status:
+            reason = exc.reason.split("]: ", 1)[-1]
+            return f"handshake rejected by {url}: HTTP {exc.status} {reason}"
+        return f"handshake with {url} failed: {exc.reason}"
+    if isinstance(exc, ValueError):
+        return f"bad URL: {exc}"
+    name = type(exc).__name__
+    if "ConnectionRefused" in name or isinstance(exc, ConnectionRefusedError):
+        return f"connection refused by {url} (is a server listening there?)"
+    if "DNSLookup" in name or "gaierror" in name:
+        return f"cannot resolve host in {url}"
+    if "Timeout" in name:
+        return f"timed out connecting to {url}"
+    text = str(exc).strip() or name
+    return f"cannot connect to {url}: {text}"
+
+
+# -- serve ---------------------------------------------------------------------
+
+
+def start_logging() -> None:
+    import txaio
+
+    txaio.start_logging(out=sys.stderr, level="info")
+
+
+def serve_twisted(settings: ServerSettings) -> int:
+    from twisted.internet import reactor
+
+    from . import twisted as wtwisted
+
+    start_logging()
+    svc = wtwisted.WebSocketService(settings, reactor=reactor)
+    status = {"code": 0}
+
+    def listening(port: Any) -> None:
+        host = port.getHost()
+        actual = getattr(host, "port", None)
+        where = settings.url if actual is None else settings.replace(port=actual).url
+        sys.stderr.write(f"wskit: serving {', '.join(svc.app.registry.names)} at {where} (twisted)\n")
+        sys.stderr.flush()
+        reactor.addSystemEventTrigger("before", "shutdown", svc.stopService)
+
+    def failed(fail: Any) -> None:
+        status["code"] = EXIT_FAILURE
+        sys.stderr.write(f"wskit: {describe_listen_error(fail.value, settings)}\n")
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: svc.startService().addCallbacks(listening, failed))
+    reactor.run()
+    return status["code"]
+
+
+def serve_asyncio(settings: ServerSettings) -> int:
+    import asyncio
+
+    from . import asyncio as wasyncio
+
+    if settings.uvloop:
+        wasyncio.install_uvloop()
+
+    async def main() -> int:
+        start_logging()
+        try:
+            server = await wasyncio.serve(settings)
+        except OSError as exc:
+            sys.stderr.write(f"wskit: {describe_listen_error(exc, settings)}\n")
+            return EXIT_FAILURE
+        where = settings.replace(port=server.port).url
+        sys.stderr.write(f"wskit: serving {', '.join(server.app.registry.names)} at {where} (asyncio)\n")
+        sys.stderr.flush()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        server.close()
+        await asyncio.sleep(0.05)  # let close frames go out
+        return 0
+
+    return asyncio.run(main())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        settings = server_settings(vars(args), backend=args.backend)
+        if settings.endpoint and settings.backend == "asyncio":
+            raise SettingsError("--endpoint takes a Twisted endpoint string: use --backend twisted")
+        from .app import WebSocketApp
+
+        WebSocketApp(settings)  # validates subprotocol names and compression codecs up front
+    except (SettingsError, KeyError) as exc:
+        fail(str(exc).strip('"'), EXIT_USAGE)
+    if settings.backend == "asyncio":
+        return serve_asyncio(settings)
+    return serve_twisted(settings)
+
+
+# -- connect -------------------------------------------------------------------
+
+
+def client_settings_from_args(args: argparse.Namespace) -> ClientSettings:
+    return ClientSettings(
+        subprotocols=tuple(args.subprotocol or ()),
+        compression=CompressionSettings(enabled=not args.no_compress, server_max_window_bits=15),
+        origin=args.origin,
+        ca_file=args.ca_file,
+        limits=LimitSettings(max_message_size=args.max_message_size),
+    ).validate()
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    from .clients.interactive import run_interactive
+
+    try:
+        settings = client_settings_from_args(args)
+    except SettingsError as exc:
+        fail(str(exc), EXIT_USAGE)
+    try:
+        return run_interactive(args.url, settings, backend=args.backend)
+    except UserError as exc:
+        fail(str(exc))
+
+
+def cmd_protocols(args: argparse.Namespace) -> int:
+    from .app import WebSocketApp
+
+    app = WebSocketApp(ServerSettings())
+    for entry in app.registry:
+        marker = " (default)" if entry.name == app.settings.default_subprotocol else ""
+        print(f"{entry.name}{marker}  {entry.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wskit",
+        description="Real-time WebSocket toolkit on Autobahn|Python (Twisted or asyncio).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    serve = sub.add_parser("serve", help="serve the shipped subprotocols (and the demo page)")
+    serve.add_argument("--backend", choices=BACKENDS, default="twisted", help="event loop (default: twisted)")
+    add_server_arguments(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    connect = sub.add_parser("connect", help="interactive client: stdin lines out, messages printed")
+    connect.add_argument("url", help="ws:// or wss:// URL")
+    connect.add_argument("--subprotocol", "-s", action="append", metavar="NAME",
+                         help="offer this subprotocol (repeatable, in preference order)")
+    connect.add_argument("--no-compress", action="store_true", help="do not offer permessage-deflate")
+    connect.add_argument("--origin", help="send this Origin header")
+    connect.add_argument("--ca-file", metavar="FILE", help="trust this PEM CA/certificate for wss://")
+    connect.add_argument("--max-message-size", type=int, default=16 * 1024 * 1024, metavar="BYTES")
+    connect.add_argument("--backend", choices=BACKENDS, default="twisted")
+    connect.set_defaults(func=cmd_connect)
+
+    protocols = sub.add_parser("protocols", help="list the shipped subprotocols")
+    protocols.set_defaults(func=cmd_protocols)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except KeyboardInterrupt:
+        code = 130
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
+

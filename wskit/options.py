@@ -1,0 +1,158 @@
+"""Server command-line options, defined once for ``wskit serve`` and ``twistd wskit``.
+
+Both front ends parse into a plain dict and call :func:`server_settings` so an
+option means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .settings import (
+    CompressionSettings,
+    LimitSettings,
+    ServerSettings,
+    SettingsError,
+    TimeoutSettings,
+    TLSSettings,
+)
+
+_DEFAULT = ServerSettings()
+_C = CompressionSettings()
+_L = LimitSettings()
+_T = TimeoutSettings()
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # long option without dashes
+    kind: Callable[[str], Any] | None  # None: a flag
+    default: Any
+    help: str
+    repeatable: bool = False
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+
+SERVER_OPTIONS: tuple[Option, ...] = (
+    Option("host", str, _DEFAULT.host, "interface to listen on", metavar="HOST"),
+    Option("port", int, _DEFAULT.port, "TCP port (0 picks a free one)", metavar="PORT"),
+    Option("endpoint", str, None, "Twisted server endpoint string, e.g. tcp6:9000 or unix:/tmp/ws.sock "
+           "(overrides --host/--port; twisted backend)", metavar="DESCRIPTION"),
+    Option("path", str, _DEFAULT.path, "URL path of the WebSocket endpoint", metavar="PATH"),
+    Option("protocol", str, None, "serve only this subprotocol (repeatable, in preference order)",
+           repeatable=True, metavar="NAME"),
+    Option("default-protocol", str, _DEFAULT.default_subprotocol,
+           "subprotocol for clients that offer none ('none' refuses them)", metavar="NAME"),
+    Option("prefer-client", None, False, "pick the client's first supported subprotocol instead of "
+           "the server's"),
+    Option("allow-origin", str, None, "allow browser pages from this origin (repeatable; '*' allows all; "
+           "wildcards like https://*.example.com)", repeatable=True, metavar="ORIGIN"),
+    Option("static-dir", str, None, "serve this folder at / instead of the demo page", metavar="DIR"),
+    Option("no-static", None, False, "do not serve the demo page at /"),
+    Option("max-message-size", int, _L.max_message_size, "largest message accepted, bytes "
+           "(0 = unlimited); larger closes with 1009", metavar="BYTES"),
+    Option("max-frame-size", int, _L.max_frame_size, "largest frame accepted, bytes "
+           "(0 = max message size)", metavar="BYTES"),
+    Option("max-connections", int, _L.max_connections, "refuse handshakes beyond this many "
+           "connections with 503 (0 = no limit)", metavar="N"),
+    Option("open-timeout", float, _T.open_handshake, "seconds allowed for the opening handshake",
+           metavar="SECONDS"),
+    Option("close-timeout", float, _T.close_handshake, "seconds allowed for the closing handshake",
+           metavar="SECONDS"),
+    Option("ping-interval", float, _T.auto_ping_interval, "send a ping after this many idle seconds "
+           "(0 = never)", metavar="SECONDS"),
+    Option("ping-timeout", float, _T.auto_ping_timeout, "drop a peer that has not answered a ping "
+           "within this many seconds", metavar="SECONDS"),
+    Option("no-compress", None, False, "decline permessage-deflate"),
+    Option("compress-level", int, _C.level, "zlib level 0-9 (-1 = zlib default)", metavar="N"),
+    Option("compress-mem-level", int, _C.mem_level, "zlib memLevel 1-9", metavar="N"),
+    Option("compress-threshold", int, _C.threshold, "send messages shorter than this uncompressed",
+           metavar="BYTES"),
+    Option("server-max-window-bits", int, _C.server_max_window_bits, "window the server compresses "
+           "with, 9-15", metavar="BITS"),
+    Option("client-max-window-bits", int, _C.client_max_window_bits, "window the client is asked to "
+           "compress with, 9-15", metavar="BITS"),
+    Option("server-no-context-takeover", None, False, "server resets its compressor after each message"),
+    Option("client-no-context-takeover", None, False, "ask clients to reset their compressor after "
+           "each message"),
+    Option("compression", str, None, "accept this compression extension (repeatable, e.g. "
+           "permessage-deflate, permessage-brotli)", repeatable=True, metavar="EXT"),
+    Option("tls-cert", str, None, "PEM certificate (chain) for wss:// and https://", metavar="FILE"),
+    Option("tls-key", str, None, "PEM private key for --tls-cert", metavar="FILE"),
+)
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    for opt in SERVER_OPTIONS:
+        flag = f"--{opt.name}"
+        if opt.kind is None:
+            parser.add_argument(flag, dest=opt.dest, action="store_true", help=opt.help)
+        elif opt.repeatable:
+            parser.add_argument(flag, dest=opt.dest, action="append", type=opt.kind,
+                                metavar=opt.metavar, help=opt.help)
+        else:
+            shown = f" (default: {opt.default})" if opt.default not in (None, "") else ""
+            parser.add_argument(flag, dest=opt.dest, type=opt.kind, default=opt.default,
+                                metavar=opt.metavar, help=opt.help + shown)
+
+
+def server_settings(values: dict[str, Any], backend: str = "twisted") -> ServerSettings:
+    """Build validated :class:`ServerSettings` from parsed option values."""
+
+    def get(name: str) -> Any:
+        for opt in SERVER_OPTIONS:
+            if opt.dest == name:
+                value = values.get(name)
+                if opt.repeatable:
+                    return tuple(value or ())
+                return opt.default if value is None else value
+        raise KeyError(name)
+
+    default_protocol = get("default_protocol")
+    codecs = get("compression") or _C.codecs
+    settings = ServerSettings(
+        host=get("host"),
+        port=get("port"),
+        endpoint=get("endpoint"),
+        path=get("path"),
+        backend=backend,
+        subprotocols=get("protocol") or None,
+        default_subprotocol=None if default_protocol in (None, "none") else default_protocol,
+        prefer="client" if get("prefer_client") else "server",
+        allowed_origins=get("allow_origin"),
+        static_dir=get("static_dir"),
+        serve_static=not get("no_static"),
+        compression=CompressionSettings(
+            enabled=not get("no_compress"),
+            server_max_window_bits=get("server_max_window_bits"),
+            client_max_window_bits=get("client_max_window_bits"),
+            server_no_context_takeover=get("server_no_context_takeover"),
+            client_no_context_takeover=get("client_no_context_takeover"),
+            mem_level=get("compress_mem_level"),
+            level=get("compress_level"),
+            threshold=get("compress_threshold"),
+            codecs=tuple(codecs),
+        ),
+        limits=LimitSettings(
+            max_message_size=get("max_message_size"),
+            max_frame_size=get("max_frame_size"),
+            max_connections=get("max_connections"),
+        ),
+        timeouts=TimeoutSettings(
+            open_handshake=get("open_timeout"),
+            close_handshake=get("close_timeout"),
+            auto_ping_interval=get("ping_interval"),
+            auto_ping_timeout=get("ping_timeout"),
+        ),
+        tls=TLSSettings(cert=get("tls_cert"), key=get("tls_key")),
+    )
+    return settings.validate()
+
+
+__all__ = ["SERVER_OPTIONS", "Option", "SettingsError", "add_server_arguments", "server_settings"]

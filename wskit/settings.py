@@ -1,0 +1,202 @@
+"""One settings tree for every way of running wskit.
+
+The CLI, the twistd plugin, the IService, the twisted.web Resource and the
+asyncio ``serve()`` coroutine all take a :class:`ServerSettings`; clients take a
+:class:`ClientSettings`. Nothing here imports a reactor or an event loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Backend = Literal["twisted", "asyncio"]
+BACKENDS: tuple[str, ...] = ("twisted", "asyncio")
+
+MiB = 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """A setting has a value wskit cannot use; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class CompressionSettings:
+    """permessage-deflate (RFC 7692) parameters.
+
+    The server-side fields describe what this endpoint asks of or promises to
+    the peer; see README "Compression defaults" for how they were measured.
+
+    * ``server_max_window_bits``: LZ77 window the server compresses with (9-15).
+    * ``client_max_window_bits``: window the client is asked to compress with,
+      when the client offers to accept the parameter (9-15).
+    * ``server_no_context_takeover`` / ``client_no_context_takeover``: reset the
+      compression context after every message in that direction.
+    * ``mem_level``: zlib memLevel (1-9) for this endpoint's compressor.
+    * ``level``: zlib compression level (0-9, or -1 for zlib's default).
+    * ``threshold``: messages shorter than this many bytes go uncompressed.
+    * ``codecs``: extensions to offer/accept, in preference order.
+      ``permessage-deflate`` always works; ``permessage-bzip2``,
+      ``permessage-snappy`` and ``permessage-brotli`` work when Autobahn can
+      import their libraries.
+    """
+
+    enabled: bool = True
+    server_max_window_bits: int = 12
+    client_max_window_bits: int = 12
+    server_no_context_takeover: bool = False
+    client_no_context_takeover: bool = False
+    mem_level: int = 5
+    level: int = 6
+    threshold: int = 64
+    codecs: tuple[str, ...] = ("permessage-deflate",)
+
+    def validate(self) -> None:
+        for name in ("server_max_window_bits", "client_max_window_bits"):
+            value = getattr(self, name)
+            if not 9 <= value <= 15:
+                raise SettingsError(f"{name} must be between 9 and 15, not {value}")
+        if not 1 <= self.mem_level <= 9:
+            raise SettingsError(f"mem_level must be between 1 and 9, not {self.mem_level}")
+        if not -1 <= self.level <= 9:
+            raise SettingsError(f"level must be between -1 and 9, not {self.level}")
+        if self.threshold < 0:
+            raise SettingsError(f"threshold must be >= 0, not {self.threshold}")
+        if not self.codecs:
+            raise SettingsError("codecs must name at least one compression extension")
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """Size limits. A message or frame over its limit closes with 1009.
+
+    ``max_frame_size`` of 0 means "same as ``max_message_size``"; a
+    ``max_message_size`` of 0 means unlimited (not recommended for servers).
+    """
+
+    max_message_size: int = 1 * MiB
+    max_frame_size: int = 0
+    max_connections: int = 0
+
+    @property
+    def effective_frame_size(self) -> int:
+        return self.max_frame_size or self.max_message_size
+
+    def validate(self) -> None:
+        if self.max_message_size < 0 or self.max_frame_size < 0:
+            raise SettingsError("size limits must be >= 0")
+        if self.max_connections < 0:
+            raise SettingsError("max_connections must be >= 0")
+
+
+@dataclass(frozen=True)
+class TimeoutSettings:
+    """Timeouts in seconds. ``auto_ping_interval`` of 0 disables keep-alive pings.
+
+    With pings on, a peer that answers no ping within ``auto_ping_timeout`` is
+    dropped (close code 1006 on our side): that is how dead peers are found.
+    """
+
+    open_handshake: float = 10.0
+    close_handshake: float = 5.0
+    auto_ping_interval: float = 20.0
+    auto_ping_timeout: float = 20.0
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) < 0:
+                raise SettingsError(f"timeout {f.name} must be >= 0")
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    cert: str | None = None
+    key: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert)
+
+    def validate(self) -> None:
+        if bool(self.cert) != bool(self.key):
+            raise SettingsError("TLS needs both a certificate (--tls-cert) and a key (--tls-key)")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything a wskit server needs to know.
+
+    >>> ServerSettings(port=0, subprotocols=("wskit.echo",)).url
+    'ws://127.0.0.1:0/ws'
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 9000
+    endpoint: str | None = None
+    path: str = "/ws"
+    backend: str = "twisted"
+    subprotocols: tuple[str, ...] | None = None
+    default_subprotocol: str | None = "wskit.echo"
+    prefer: Literal["server", "client"] = "server"
+    allowed_origins: tuple[str, ...] = ()
+    static_dir: str | None = None
+    serve_static: bool = True
+    compression: CompressionSettings = field(default_factory=CompressionSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    timeouts: TimeoutSettings = field(default_factory=TimeoutSettings)
+    tls: TLSSettings = field(default_factory=TLSSettings)
+    server_header: str = "wskit"
+    uvloop: bool = True
+
+    @property
+    def scheme(self) -> str:
+        return "wss" if self.tls.enabled else "ws"
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{self.path}"
+
+    def replace(self, **changes: Any) -> ServerSettings:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> ServerSettings:
+        if self.backend not in BACKENDS:
+            raise SettingsError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        if self.prefer not in ("server", "client"):
+            raise SettingsError(f"prefer must be 'server' or 'client', not {self.prefer!r}")
+        if not self.path.startswith("/"):
+            raise SettingsError(f"path must start with '/', not {self.path!r}")
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"port must be between 0 and 65535, not {self.port}")
+        if self.endpoint and self.tls.enabled:
+            raise SettingsError("give TLS inside the endpoint string or with --tls-cert/--tls-key, not both")
+        self.compression.validate()
+        self.limits.validate()
+        self.timeouts.validate()
+        self.tls.validate()
+        return self
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What a wskit client offers and enforces."""
+
+    subprotocols: tuple[str, ...] = ()
+    compression: CompressionSettings = field(default_factory=CompressionSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    timeouts: TimeoutSettings = field(default_factory=TimeoutSettings)
+    origin: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    ca_file: str | None = None
+    user_agent: str = "wskit"
+
+    def replace(self, **changes: Any) -> ClientSettings:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> ClientSettings:
+        self.compression.validate()
+        self.limits.validate()
+        self.timeouts.validate()
+        return self
