@@ -1,0 +1,3 @@
+from wskit.cli import main
+
+raise SystemExit(main())
