@@ -98,3 +98,72 @@ class ServerProcess:
 def serve(backend: str, *args: str, port: int | None = None) -> tuple[ServerProcess, int]:
     port = port or free_port()
     return ServerProcess(["--backend", backend, "--port", str(port), *args]), port
+
+
+# -- raw RFC 6455 client for what libraries refuse to send --------------------------------------
+
+import base64
+import struct
+
+
+def raw_connect(port: int, path: str = "/ws", headers: dict[str, str] | None = None,
+                timeout: float = 10) -> tuple[socket.socket, bytes]:
+    """TCP connect and complete a handshake by hand; returns (socket, response head)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+    ]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):  # byte by byte: frames may follow at once
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        head += chunk
+    return sock, head
+
+
+def encode_frame(opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False) -> bytes:
+    b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
+    mask = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", b0, 0x80 | n)
+    elif n < 65536:
+        header = struct.pack("!BBH", b0, 0x80 | 126, n)
+    else:
+        header = struct.pack("!BBQ", b0, 0x80 | 127, n)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return header + mask + masked
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("connection closed")
+        data += chunk
+    return data
+
+
+def read_frame(sock: socket.socket) -> tuple[int, bytes]:
+    """Read one unmasked server frame: (opcode, payload)."""
+    b0, b1 = _recv_exact(sock, 2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", _recv_exact(sock, 2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", _recv_exact(sock, 8))[0]
+    return b0 & 0x0F, _recv_exact(sock, n)
+
+
+def close_code(payload: bytes) -> int | None:
+    return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None

@@ -67,19 +67,28 @@ def tune_extension(pmce: Any, settings: CompressionSettings) -> None:
 
 
 class _DeflateOfferAccept(PerMessageDeflateOfferAccept):
-    """Accept that also announces a server_no_context_takeover we chose ourselves.
+    """Accept whose response states the parameters this server really uses.
 
-    RFC 7692 7.1.1.1 lets a server include the parameter even when the client
-    did not ask, so the client can free its decompression context too.
+    Autobahn echoes the client's requested ``server_max_window_bits``; we
+    answer with the window we compress with (RFC 7692 7.1.2.1 allows the same
+    or a smaller value), and announce a ``server_no_context_takeover`` we
+    chose ourselves (7.1.1.1 allows it unrequested) so the client can free
+    its decompression context too.
     """
 
     announce_no_context_takeover = False
 
     def get_extension_string(self) -> str:
-        text = super().get_extension_string()
-        if self.announce_no_context_takeover and not self.offer.request_no_context_takeover:
-            text += "; server_no_context_takeover"
-        return text
+        params = [self.EXTENSION_NAME]
+        if self.offer.request_no_context_takeover or self.announce_no_context_takeover:
+            params.append("server_no_context_takeover")
+        if self.offer.request_max_window_bits:
+            params.append(f"server_max_window_bits={self.window_bits}")
+        if self.request_no_context_takeover:
+            params.append("client_no_context_takeover")
+        if self.request_max_window_bits:
+            params.append(f"client_max_window_bits={self.request_max_window_bits}")
+        return "; ".join(params)
 
 
 def accept_deflate_offer(

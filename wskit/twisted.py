@@ -115,7 +115,9 @@ def build_site(app: WebSocketApp, protocol: type | None = None) -> server.Site:
         parent.putChild(segment, child)
         parent = child
     parent.putChild(segments[-1], ws)
-    site = server.Site(root)
+    # Until a request has arrived, the HTTP idle timeout is the opening-handshake
+    # timeout: a client that connects and says nothing is dropped just as fast.
+    site = server.Site(root, timeout=settings.timeouts.open_handshake or None)
     site.noisy = False
     site.wskit_app = app
     site.wskit_factory = ws._factory
