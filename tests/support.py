@@ -41,7 +41,7 @@ def python_env() -> dict[str, str]:
 class ServerProcess:
     """``wskit serve`` (or any command printing 'serving') in a subprocess.
 
-    Waits for the readiness line on stderr instead of sleeping; keeps the
+    Waits for the readiness line on its output (stdout and stderr merged) instead of sleeping; keeps the
     whole log in ``self.lines`` for assertions.
     """
 
@@ -56,8 +56,8 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
 
     def _pump(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        for raw in self.proc.stderr:
+        assert self.proc is not None and self.proc.stdout is not None
+        for raw in self.proc.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             self.lines.append(line)
             if self.ready in line:
@@ -65,7 +65,7 @@ class ServerProcess:
         self._ready.set()
 
     def __enter__(self) -> ServerProcess:
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      env=python_env(), cwd=self.cwd or str(ROOT))
         threading.Thread(target=self._pump, daemon=True).start()
         if not self._ready.wait(self.timeout) or self.proc.poll() is not None:

@@ -101,10 +101,10 @@ def accept_deflate_offer(
     request_client_bits = 0
     if offer.accept_max_window_bits and settings.client_max_window_bits < MAX_WINDOW_BITS:
         request_client_bits = settings.client_max_window_bits
-    no_context = settings.server_no_context_takeover or offer.request_no_context_takeover
+    no_context = bool(settings.server_no_context_takeover or offer.request_no_context_takeover)
     accept = _DeflateOfferAccept(
         offer,
-        request_no_context_takeover=settings.client_no_context_takeover and offer.accept_no_context_takeover,
+        request_no_context_takeover=bool(settings.client_no_context_takeover and offer.accept_no_context_takeover),
         request_max_window_bits=request_client_bits,
         no_context_takeover=no_context,
         window_bits=window,
@@ -147,7 +147,7 @@ def make_client_offers(settings: CompressionSettings) -> list[Any]:
                 PerMessageDeflateOffer(
                     accept_no_context_takeover=True,
                     accept_max_window_bits=True,
-                    request_no_context_takeover=settings.server_no_context_takeover,
+                    request_no_context_takeover=bool(settings.server_no_context_takeover),
                     request_max_window_bits=(
                         settings.server_max_window_bits
                         if settings.server_max_window_bits < MAX_WINDOW_BITS
@@ -168,7 +168,7 @@ def accept_deflate_response(
         window = min(window, response.client_max_window_bits)
     return PerMessageDeflateResponseAccept(
         response,
-        no_context_takeover=settings.client_no_context_takeover or response.client_no_context_takeover,
+        no_context_takeover=bool(settings.client_no_context_takeover or response.client_no_context_takeover),
         window_bits=window,
         mem_level=settings.mem_level,
         max_message_size=max_message_size or None,
