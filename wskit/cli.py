@@ -136,7 +136,7 @@ def serve_asyncio(settings: ServerSettings) -> int:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         server.close()
-        await asyncio.sleep(0.05)  # let close frames go out
+        await server.wait_closed()
         return 0
 
     return asyncio.run(main())
