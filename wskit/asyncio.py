@@ -38,6 +38,8 @@ BACKEND = "asyncio"
 class ServerProtocol(ServerProtocolMixin, _ServerProtocol):
     """A wskit server connection on asyncio; subclass it in Autobahn's style if you like."""
 
+    log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
+
 
 class ServerFactory(ServerFactoryMixin, _ServerFactory):
     protocol = ServerProtocol
@@ -53,6 +55,8 @@ class ServerFactory(ServerFactoryMixin, _ServerFactory):
 
 class ClientProtocol(ClientProtocolMixin, _ClientProtocol):
     """A wskit client connection on asyncio."""
+
+    log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
 
 
 class ClientFactory(ClientFactoryMixin, _ClientFactory):

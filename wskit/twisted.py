@@ -41,6 +41,8 @@ BACKEND = "twisted"
 class ServerProtocol(ServerProtocolMixin, _ServerProtocol):
     """A wskit server connection on Twisted; subclass it in Autobahn's style if you like."""
 
+    log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
+
 
 class ServerFactory(ServerFactoryMixin, _ServerFactory):
     """Autobahn server factory configured from a :class:`WebSocketApp`."""
@@ -58,6 +60,8 @@ class ServerFactory(ServerFactoryMixin, _ServerFactory):
 
 class ClientProtocol(ClientProtocolMixin, _ClientProtocol):
     """A wskit client connection on Twisted."""
+
+    log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
 
 
 class ClientFactory(ClientFactoryMixin, _ClientFactory):
