@@ -179,12 +179,19 @@ class ServerSettings:
         return self
 
 
+def _client_compression() -> CompressionSettings:
+    # A client does not ask the server for a smaller window by default: a server
+    # that does not support server_max_window_bits must decline the whole offer
+    # (RFC 7692 7.1.2.1), and a client rarely holds many connections.
+    return CompressionSettings(server_max_window_bits=15)
+
+
 @dataclass(frozen=True)
 class ClientSettings:
     """What a wskit client offers and enforces."""
 
     subprotocols: tuple[str, ...] = ()
-    compression: CompressionSettings = field(default_factory=CompressionSettings)
+    compression: CompressionSettings = field(default_factory=_client_compression)
     limits: LimitSettings = field(default_factory=LimitSettings)
     timeouts: TimeoutSettings = field(default_factory=TimeoutSettings)
     origin: str | None = None
