@@ -141,7 +141,7 @@ def test_slow_subscriber_is_dropped_and_others_get_everything(server: Server):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_server_side_publish_api_reaches_subscribers(backend):
+def test_server_side_publish_api_and_future_returning_methods(backend):
     port = free_port()
     cmd = [sys.executable, str(ROOT / "tests" / "ticker_server.py"), backend, str(port)]
     with ServerProcess([], cmd=cmd) as proc:
@@ -159,5 +159,10 @@ def test_server_side_publish_api_reaches_subscribers(backend):
             proc.wait_for_log("reached=2")
             await json_sub.close()
             await mp_sub.close()
+            # A method answering with the backend's own future type (Deferred / asyncio Future).
+            rpc = await open_peer(server, ["wskit.rpc.v1.json"])
+            await rpc.send({"jsonrpc": "2.0", "method": "later_double", "params": [21], "id": 1})
+            assert await rpc.recv() == {"jsonrpc": "2.0", "result": 42, "id": 1}
+            await rpc.close()
 
         run(go())

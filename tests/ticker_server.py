@@ -4,6 +4,8 @@ Usage: python tests/ticker_server.py BACKEND PORT
 
 Publishes {"n": i} to ``ticks.demo`` every 50 ms and writes
 ``published n=<i> reached=<count>`` on stderr; ``serving`` once listening.
+Also registers an RPC method ``later_double`` answering through the backend's
+own future type (a Deferred on Twisted, an asyncio Future on asyncio).
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ def run_twisted(port: int) -> None:
     app = make_app(port)
     state = {"n": 0}
 
+    @app.services["rpc"].register("later_double")
+    def later_double(x):
+        return task.deferLater(reactor, 0.01, lambda: x * 2)
+
     def listening(_svc) -> None:
         log(f"serving on {port}")
         task.LoopingCall(tick, app, state).start(0.05)
@@ -51,6 +57,14 @@ def run_asyncio(port: int) -> None:
 
     async def main() -> None:
         app = make_app(port)
+        loop = asyncio.get_running_loop()
+
+        @app.services["rpc"].register("later_double")
+        def later_double(x):
+            future = loop.create_future()
+            loop.call_later(0.01, future.set_result, x * 2)
+            return future
+
         server = await wasyncio.serve(app=app)
         log(f"serving on {server.port}")
         state = {"n": 0}
