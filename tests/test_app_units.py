@@ -357,3 +357,27 @@ def test_rpc_discover_and_registration():
     assert "add" not in rpc.methods
     error = RPCError.from_dict({"code": -32601, "message": "Method not found"})
     assert (error.code, error.message, error.data) == (-32601, "Method not found", None)
+
+
+def test_subscription_limits_refuse_without_charging_the_budget():
+    from wskit.protocols.pubsub import PubSubHandler, PubSubService
+
+    settings = AppSettings(max_subscriptions=2, error_budget=1)
+    hub = InProcessHub()
+    chat = ChatService(hub, settings)
+    conn = FakeConnection("wskit.chat.v1.json")
+    h = ChatHandler(conn, chat, 1, JSON, settings)
+    for room in ("a", "b", "c", "c"):
+        h.handle({"type": "join", "room": room, "nick": "n"})
+    assert [json.loads(p).get("code") for p, _ in conn.sent] == [None, None, "too-many", "too-many"]
+    assert chat.rooms_of(h) == ["a", "b"] and conn.is_connected
+
+    conn = FakeConnection("wskit.pubsub.v1.json")
+    p = PubSubHandler(conn, PubSubService(hub, settings), 1, JSON, settings)
+    for topic in ("x", "y.*", "x", "z"):
+        p.handle({"type": "subscribe", "topic": topic})
+    assert [json.loads(m).get("code") for m, _ in conn.sent] == [None, None, None, "too-many"]
+    p.handle({"type": "unsubscribe", "topic": "x"})
+    p.handle({"type": "subscribe", "topic": "z"})
+    assert json.loads(conn.sent[-1][0]) == {"type": "subscribed", "topic": "z"}
+    assert conn.is_connected
