@@ -152,7 +152,8 @@ def test_pattern_compilation():
 
 
 def test_hub_skips_a_failing_subscriber():
-    txaio.use_asyncio() if txaio._explicit_framework is None else None
+    if txaio._explicit_framework is None:
+        txaio.use_asyncio()
 
     class Broken:
         def deliver(self, topic, event):
@@ -206,7 +207,8 @@ class FakeConnection:
 def test_broadcast_encodes_once_per_shape_and_serializer():
     b = Broadcast({1: {"v": 1}, 2: {"v": 2}})
     conns = [FakeConnection("x") for _ in range(6)]
-    for conn, (shape, ser) in zip(conns, [(1, JSON), (1, JSON), (2, JSON), (2, MSGPACK), (2, MSGPACK), (1, JSON)]):
+    kinds = [(1, JSON), (1, JSON), (2, JSON), (2, MSGPACK), (2, MSGPACK), (1, JSON)]
+    for conn, (shape, ser) in zip(conns, kinds, strict=True):
         assert b.send(conn, shape, ser)
     assert b.encodings == 3
     assert conns[0].prepared[0] is conns[1].prepared[0] is conns[5].prepared[0]
