@@ -1,9 +1,10 @@
 """Server-side subprotocols shipped with wskit (installed as ``wskit.protocols``).
 
 :func:`build_registry` returns every shipped subprotocol in the server's
-default preference order: ``wskit.echo`` first (the default for clients that
-offer nothing), then for each app its newest version first and, within a
-version, msgpack before json (see docs/protocols.md, "Preference order").
+default preference order: for each app its newest version first and, within a
+version, msgpack before json (see docs/protocols.md, "Preference order"), then
+``wskit.echo`` last: it serves clients that offer nothing, and a client that
+offers echo beside a real app protocol means the app protocol.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ def create_services(app: Any) -> dict[str, Any]:
 
 def build_registry(app: Any) -> SubprotocolRegistry:
     registry = SubprotocolRegistry()
-    registry.register(EchoHandler.subprotocol, EchoHandler, EchoHandler.description)
     services = create_services(app)
     apps: tuple[tuple[str, type[SerializedHandler], tuple[int, ...]], ...] = (
         ("chat", ChatHandler, (2, 1)),
@@ -57,6 +57,7 @@ def build_registry(app: Any) -> SubprotocolRegistry:
                                     app.settings.apps),
                     f"{DESCRIPTIONS[name].format(extra=extra)} ({serializer})",
                 )
+    registry.register(EchoHandler.subprotocol, EchoHandler, EchoHandler.description)
     return registry
 
 

@@ -69,10 +69,10 @@ def test_registry_order_newest_first_msgpack_before_json():
 
     names = build_registry(App()).names
     assert names == (
-        "wskit.echo",
         "wskit.chat.v2.msgpack", "wskit.chat.v2.json", "wskit.chat.v1.msgpack", "wskit.chat.v1.json",
         "wskit.pubsub.v1.msgpack", "wskit.pubsub.v1.json",
         "wskit.rpc.v1.msgpack", "wskit.rpc.v1.json",
+        "wskit.echo",
     )
     assert set(App.services) == {"chat", "pubsub", "rpc"}
 
