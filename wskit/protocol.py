@@ -163,6 +163,22 @@ class ServerProtocolMixin(ConnectionMixin):
         super()._connectionMade()
 
     def onConnect(self, request):
+        try:
+            return self._accept_handshake(request)
+        except ConnectionDeny as deny:
+            # One structured line per refusal, so operators see who was turned away and why.
+            self.log.info(
+                "wskit: refused peer={peer} status={status} origin={origin} path={path}: {reason}",
+                peer=self.peer,
+                status=deny.code,
+                origin=request.origin or "-",
+                path=request.path,
+                reason=deny.reason,
+                wskit_event="refused",
+            )
+            raise
+
+    def _accept_handshake(self, request):
         settings: ServerSettings = self.app.settings
         if self.factory.check_path and urlsplit(request.path).path != settings.path:
             raise ConnectionDeny(404, f"no WebSocket endpoint at {request.path} (try {settings.path})")
