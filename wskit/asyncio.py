@@ -29,6 +29,7 @@ from .protocol import (  # noqa: E402
     ClientProtocolMixin,
     ServerFactoryMixin,
     ServerProtocolMixin,
+    factory_url,
 )
 from .settings import ClientSettings, ServerSettings  # noqa: E402
 
@@ -45,7 +46,7 @@ class ServerFactory(ServerFactoryMixin, _ServerFactory):
     def __init__(self, app: WebSocketApp | None = None, *, settings: ServerSettings | None = None,
                  protocol: type | None = None):
         app = app or WebSocketApp(settings)
-        super().__init__(url=app.settings.url, loop=asyncio.get_running_loop())
+        super().__init__(url=factory_url(app.settings), loop=asyncio.get_running_loop())
         if protocol is not None:
             self.protocol = protocol
         self._configure(app)

@@ -266,6 +266,18 @@ class ServerProtocolMixin(ConnectionMixin):
         self.sendData(head.encode() + b"\r\n" + body)
 
 
+def factory_url(settings: ServerSettings) -> str:
+    """The URL an Autobahn server factory is created with.
+
+    Autobahn refuses port 0 in a URL, but ``--port 0`` (pick a free port) is
+    valid: the factory only uses the URL's scheme (ws/wss), so leave the port out.
+    """
+    if settings.port:
+        return settings.url
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"{settings.scheme}://{host}{settings.path}"
+
+
 class ServerFactoryMixin:
     """Applies :class:`ServerSettings` to an Autobahn server factory."""
 

@@ -31,6 +31,7 @@ from .protocol import (  # noqa: E402
     ClientProtocolMixin,
     ServerFactoryMixin,
     ServerProtocolMixin,
+    factory_url,
 )
 from .settings import ClientSettings, ServerSettings  # noqa: E402
 from .static import static_root  # noqa: E402
@@ -50,7 +51,7 @@ class ServerFactory(ServerFactoryMixin, _ServerFactory):
     def __init__(self, app: WebSocketApp | None = None, *, settings: ServerSettings | None = None,
                  protocol: type | None = None):
         app = app or WebSocketApp(settings)
-        super().__init__(url=app.settings.url)
+        super().__init__(url=factory_url(app.settings))
         if protocol is not None:
             self.protocol = protocol
         self._configure(app)
