@@ -100,6 +100,7 @@ class WebSocketServer:
 
     def close(self) -> None:
         self._server.close()
+        self.app.stop()
         self.app.close_all()
 
     async def wait_closed(self) -> None:
@@ -133,6 +134,7 @@ async def serve(settings: ServerSettings | None = None, app: WebSocketApp | None
     server = await loop.create_server(
         factory, app.settings.host, app.settings.port, ssl=server_ssl_context(app.settings)
     )
+    app.start()
     return WebSocketServer(server, app)
 
 

@@ -85,6 +85,8 @@ SERVER_OPTIONS: tuple[Option, ...] = (
            "permessage-deflate, permessage-brotli)", repeatable=True, metavar="EXT"),
     Option("tls-cert", str, None, "PEM certificate (chain) for wss:// and https://", metavar="FILE"),
     Option("tls-key", str, None, "PEM private key for --tls-cert", metavar="FILE"),
+    Option("ticker-interval", float, _DEFAULT.ticker_interval, "publish demo price ticks on pub/sub "
+           "topic ticks.demo every SECONDS (0 = off)", metavar="SECONDS"),
 )
 
 
@@ -151,6 +153,7 @@ def server_settings(values: dict[str, Any], backend: str = "twisted") -> ServerS
             auto_ping_timeout=get("ping_timeout"),
         ),
         tls=TLSSettings(cert=get("tls_cert"), key=get("tls_key")),
+        ticker_interval=get("ticker_interval"),
     )
     return settings.validate()
 

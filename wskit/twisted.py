@@ -172,6 +172,7 @@ class WebSocketService(service.Service):
 
         def listening(port):
             self.port = port
+            self.app.start()
             self.listening.callback(port)
             return port
 
@@ -184,6 +185,7 @@ class WebSocketService(service.Service):
 
     def stopService(self) -> defer.Deferred | None:
         super().stopService()
+        self.app.stop()
         self.app.close_all()
         if self.port is not None:
             return defer.maybeDeferred(self.port.stopListening)
