@@ -113,6 +113,9 @@ def server_settings(values: dict[str, Any], backend: str = "twisted") -> ServerS
                 value = values.get(name)
                 if opt.repeatable:
                     return tuple(value or ())
+                if opt.kind is None:
+                    # twistd's usage.Options gives flags as 0/1; Autobahn insists on real bools.
+                    return bool(value)
                 return opt.default if value is None else value
         raise KeyError(name)
 
