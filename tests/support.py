@@ -46,8 +46,10 @@ class ServerProcess:
     """
 
     def __init__(self, args: Sequence[str], ready: str = "serving", cmd: Sequence[str] | None = None,
-                 timeout: float = 20, cwd: str | None = None):
+                 timeout: float = 20, cwd: str | None = None, merge_stdout: bool = False):
         self.cmd = list(cmd or [sys.executable, "-m", "wskit", "serve"]) + list(args)
+        # twistd logs to stdout: read both streams as one log.
+        self.merge_stdout = merge_stdout
         self.ready = ready
         self.timeout = timeout
         self.cwd = cwd
@@ -55,9 +57,8 @@ class ServerProcess:
         self._ready = threading.Event()
         self.proc: subprocess.Popen | None = None
 
-    def _pump(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        for raw in self.proc.stderr:
+    def _pump(self, stream) -> None:
+        for raw in stream:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             self.lines.append(line)
             if self.ready in line:
@@ -65,9 +66,13 @@ class ServerProcess:
         self._ready.set()
 
     def __enter__(self) -> ServerProcess:
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout = subprocess.PIPE if self.merge_stdout else subprocess.DEVNULL
+        self.proc = subprocess.Popen(self.cmd, stdout=stdout, stderr=subprocess.PIPE,
                                      env=python_env(), cwd=self.cwd or str(ROOT))
-        threading.Thread(target=self._pump, daemon=True).start()
+        assert self.proc.stderr is not None
+        threading.Thread(target=self._pump, args=(self.proc.stderr,), daemon=True).start()
+        if self.merge_stdout:
+            threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True).start()
         if not self._ready.wait(self.timeout) or self.proc.poll() is not None:
             self.stop()
             raise RuntimeError(f"server did not start: {self.cmd}\n" + "\n".join(self.lines))
@@ -98,3 +103,14 @@ class ServerProcess:
 def serve(backend: str, *args: str, port: int | None = None) -> tuple[ServerProcess, int]:
     port = port or free_port()
     return ServerProcess(["--backend", backend, "--port", str(port), *args]), port
+
+
+# Run from the checkout root, so an editable install's twistd finds twisted/plugins/wskit_plugin.py.
+TWISTD = [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"]
+
+
+def twistd(*args: str, port: int | None = None, ready: str = "wskit: serving") -> tuple[ServerProcess, int]:
+    """``twistd -n wskit --port P ARGS`` (logs on stdout, no pid file)."""
+    port = port or free_port()
+    return ServerProcess(["-n", "--pidfile=", "wskit", "--port", str(port), *args], ready=ready,
+                         cmd=TWISTD, merge_stdout=True), port
