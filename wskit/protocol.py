@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import txaio
+from autobahn.util import encode_truncate
 from autobahn.websocket.types import ConnectionDeny
 
 from .compression import (
@@ -66,7 +67,13 @@ class ConnectionMixin:
         self.sendPreparedMessage(prepared)
 
     def close(self, code: int = 1000, reason: str | None = None) -> None:
-        self.sendClose(code, reason)
+        # Autobahn's sendClose only takes application codes (1000, 3000-4999);
+        # wskit itself needs protocol codes too (1001, 1003, 1008, 1011).
+        if code == 1000 or 3000 <= code <= 4999:
+            self.sendClose(code, reason)
+        else:
+            self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123) if reason else None,
+                                isReply=False)
 
     @property
     def is_connected(self) -> bool:
@@ -112,7 +119,7 @@ class ConnectionMixin:
             peer=self.peer,
         )
         if self.state == self.STATE_OPEN:
-            self.sendClose(CLOSE_INTERNAL_ERROR, "internal error")
+            self.close(CLOSE_INTERNAL_ERROR, "internal error")
         return None
 
     def _subprotocol_label(self) -> str:
