@@ -86,10 +86,13 @@ class DemoTicker:
 
 def _subscriber_check(pubsub: Any) -> Callable[[str], bool] | None:
     """The pub/sub service's "is anyone listening on this topic" question, if it can answer it."""
-    for name in ("has_subscribers", "subscriber_count"):
-        method = getattr(pubsub, name, None)
-        if callable(method):
-            return lambda topic, _m=method: bool(_m(topic))
+    method = getattr(pubsub, "has_subscribers", None)
+    if callable(method):
+        return method
+    # wskit's PubSubService: ask its hub who would hear a publish on the topic.
+    hub, hub_topic = getattr(pubsub, "hub", None), getattr(pubsub, "hub_topic", None)
+    if hub is not None and callable(hub_topic):
+        return lambda topic: bool(hub.subscribers(hub_topic(topic)))
     return None
 
 
