@@ -46,10 +46,12 @@ class ServerProcess:
     """
 
     def __init__(self, args: Sequence[str], ready: str = "serving", cmd: Sequence[str] | None = None,
-                 timeout: float = 20, cwd: str | None = None, merge_stdout: bool = False):
+                 timeout: float = 20, cwd: str | None = None, merge_stdout: bool = False,
+                 env: dict[str, str] | None = None):
         self.cmd = list(cmd or [sys.executable, "-m", "wskit", "serve"]) + list(args)
         # twistd logs to stdout: read both streams as one log.
         self.merge_stdout = merge_stdout
+        self.env = {**python_env(), **(env or {})}
         self.ready = ready
         self.timeout = timeout
         self.cwd = cwd
@@ -68,7 +70,7 @@ class ServerProcess:
     def __enter__(self) -> ServerProcess:
         stdout = subprocess.PIPE if self.merge_stdout else subprocess.DEVNULL
         self.proc = subprocess.Popen(self.cmd, stdout=stdout, stderr=subprocess.PIPE,
-                                     env=python_env(), cwd=self.cwd or str(ROOT))
+                                     env=self.env, cwd=self.cwd or str(ROOT))
         assert self.proc.stderr is not None
         threading.Thread(target=self._pump, args=(self.proc.stderr,), daemon=True).start()
         if self.merge_stdout:

@@ -45,6 +45,7 @@ async def raw_handshake(port: int, headers: dict[str, str], path: str = "/ws",
 
     Lets a test set any ``Origin``/``Host`` and read the refusal body.
     """
+    headers = dict(headers)
     reader, writer = await asyncio.open_connection(host, port)
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [
@@ -54,7 +55,7 @@ async def raw_handshake(port: int, headers: dict[str, str], path: str = "/ws",
         "Connection: Upgrade",
         f"Sec-WebSocket-Key: {key}",
         "Sec-WebSocket-Version: 13",
-        "Sec-WebSocket-Protocol: wskit.echo",
+        f"Sec-WebSocket-Protocol: {headers.pop('Sec-WebSocket-Protocol', 'wskit.echo')}",
     ] + [f"{name}: {value}" for name, value in headers.items()]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
     await writer.drain()
