@@ -271,6 +271,9 @@ class ServerProtocolMixin(ConnectionMixin):
         for name, value in headers:
             head += f"{name}: {value}\r\n"
         self.sendData(head.encode() + b"\r\n" + body)
+        # A complete HTTP exchange: Autobahn drops the connection next, and would
+        # log every page or asset fetch as an unclean drop (a warning) otherwise.
+        self.wasClean = True
 
 
 def factory_url(settings: ServerSettings) -> str:
