@@ -9,7 +9,7 @@ import http.server
 import threading
 
 import pytest
-from browser import FOREIGN_HOST, SAME_SITE_HOST, BrowserMissing, chromium
+from browser import FOREIGN_HOST, SAME_SITE_HOST, BrowserMissing, check_browser, chromium
 from support import BACKENDS, free_port, serve
 
 TIMEOUT_MS = 15_000
@@ -17,11 +17,15 @@ TIMEOUT_MS = 15_000
 
 @pytest.fixture(scope="module")
 def browser():
+    missing = None
     try:
-        with chromium() as instance:
-            yield instance
+        check_browser()
     except BrowserMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
+        missing = str(exc)
+    if missing:
+        pytest.fail(missing, pytrace=False)  # a missing browser fails the run; it is never a skip
+    with chromium() as instance:
+        yield instance
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
