@@ -11,6 +11,7 @@ import threading
 import pytest
 from browser import FOREIGN_HOST, SAME_SITE_HOST, BrowserMissing, check_browser, chromium
 from support import BACKENDS, free_port, serve
+from tlscert import make_self_signed
 
 TIMEOUT_MS = 15_000
 
@@ -43,13 +44,13 @@ def context(browser):
     ctx.close()
 
 
-def open_demo(context, host: str, port: int, **query: str):
+def open_demo(context, host: str, port: int, scheme: str = "http", **query: str):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.js_errors = errors
     params = "&".join(f"{k}={v}" for k, v in query.items())
-    page.goto(f"http://{host}:{port}/?{params}")
+    page.goto(f"{scheme}://{host}:{port}/?{params}")
     return page
 
 
@@ -180,3 +181,28 @@ def test_page_from_another_origin_is_refused(server, context, other_site):
     # Control: the same page from a loopback origin connects, so the origin was the reason.
     page.goto(f"http://127.0.0.1:{other_site}/")
     assert page.evaluate("window.result") == {"opened": True, "protocol": "wskit.echo"}
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    return make_self_signed(tmp_path_factory.mktemp("tls"))
+
+
+def test_demo_page_over_https_uses_wss(server, browser, cert):
+    backend, _proc, _port = server
+    tls, port = serve(backend, "--ticker-interval", "0.2", "--tls-cert", cert[0], "--tls-key", cert[1])
+    # The certificate is self-signed: this context accepts it (as a user clicking through would).
+    ctx = browser.new_context(ignore_https_errors=True)
+    ctx.set_default_timeout(TIMEOUT_MS)
+    try:
+        with tls:
+            page = open_demo(ctx, "127.0.0.1", port, nick="tls", scheme="https")
+            assert page.inner_text("#endpoint") == f"wss://127.0.0.1:{port}/ws"
+            join(page, "secure")
+            say(page, "over wss")
+            page.wait_for_selector("#messages .message .text:text-is('over wss')")
+            page.wait_for_function("Number(document.getElementById('ticker-count').textContent) >= 4")
+            assert page.inner_text("#chat-protocol") == "wskit.chat.v2.json"
+            assert page.js_errors == []
+    finally:
+        ctx.close()
