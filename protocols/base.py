@@ -29,6 +29,7 @@ INPUT_ERRORS = frozenset({BAD_PAYLOAD, BAD_MESSAGE, UNKNOWN_TYPE, BAD_FIELD, TOO
 NOT_JOINED = "not-joined"
 ALREADY_JOINED = "already-joined"
 NICK_TAKEN = "nick-taken"
+TOO_MANY = "too-many"
 
 
 class BadMessage(Exception):

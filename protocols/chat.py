@@ -23,6 +23,7 @@ from .base import (
     ALREADY_JOINED,
     NICK_TAKEN,
     NOT_JOINED,
+    TOO_MANY,
     BadMessage,
     TypedMessageHandler,
     require_name,
@@ -81,6 +82,9 @@ class ChatService:
         return self.hub.publish(self.topic(room), event)
 
     def join(self, member: Any, room: str, nick: str) -> Room:
+        limit = self.settings.max_subscriptions
+        if limit and room not in self.rooms_of(member) and len(self.rooms_of(member)) >= limit:
+            raise BadMessage(TOO_MANY, f"already in {limit} rooms: leave one first")
         found = self.rooms.get(room)
         if found is not None:
             if member in found.members:

@@ -14,7 +14,7 @@ from wskit.broadcast import Broadcast
 from wskit.hub import Hub
 from wskit.settings import AppSettings
 
-from .base import BAD_FIELD, BadMessage, TypedMessageHandler, require_name
+from .base import BAD_FIELD, TOO_MANY, BadMessage, TypedMessageHandler, require_name
 
 VERSIONS = (1,)
 
@@ -89,14 +89,23 @@ class PubSubHandler(TypedMessageHandler):
     def _topic(self, msg: dict, allow_pattern: bool) -> str:
         return check_topic(require_name(msg, "topic", self.settings.max_name_length), allow_pattern)
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.topics: set[str] = set()
+
     def on_subscribe(self, msg: dict) -> None:
         topic = self._topic(msg, allow_pattern=True)
+        limit = self.settings.max_subscriptions
+        if limit and topic not in self.topics and len(self.topics) >= limit:
+            raise BadMessage(TOO_MANY, f"already subscribed to {limit} topics: unsubscribe first")
         self.service.subscribe(topic, self)
+        self.topics.add(topic)
         self.send(self.reply({"type": "subscribed", "topic": topic}, msg))
 
     def on_unsubscribe(self, msg: dict) -> None:
         topic = self._topic(msg, allow_pattern=True)
         self.service.unsubscribe(topic, self)
+        self.topics.discard(topic)
         self.send(self.reply({"type": "unsubscribed", "topic": topic}, msg))
 
     def on_publish(self, msg: dict) -> None:

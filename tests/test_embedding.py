@@ -18,7 +18,7 @@ EXAMPLES = ROOT / "docs" / "examples"
 def tac():
     site_port, ws_port = free_port(), free_port()
     proc = ServerProcess(["-ny", str(EXAMPLES / "wskit_site.tac"), "--pidfile="], cmd=TWISTD,
-                         ready=f"Site starting on {ws_port}", merge_stdout=True,
+                         ready=f"Site starting on {ws_port}",
                          env={"EXAMPLE_SITE_PORT": str(site_port), "EXAMPLE_WS_PORT": str(ws_port)})
     with proc:
         proc.wait_for_log(f"Site starting on {site_port}")
@@ -71,7 +71,7 @@ def test_tac_runs_a_standalone_service_beside_the_site(tac):
 def test_asyncio_example_serves_and_publishes_and_stops():
     port = free_port()
     proc = ServerProcess(["--port", str(port), "--every", "0.05"], ready="serving",
-                         cmd=[sys.executable, str(EXAMPLES / "asyncio_app.py")], merge_stdout=True)
+                         cmd=[sys.executable, str(EXAMPLES / "asyncio_app.py")])
 
     async def metrics():
         async with connect(f"ws://127.0.0.1:{port}/ws", subprotocols=["wskit.pubsub.v1.json"], proxy=None) as ws:

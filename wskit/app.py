@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .compression import check_codecs
 from .hub import Hub, InProcessHub
 from .negotiation import SubprotocolRegistry
 from .origin import OriginPolicy
@@ -29,6 +30,8 @@ class WebSocketApp:
         hub: Hub | None = None,
     ):
         self.settings = (settings or ServerSettings()).validate()
+        if self.settings.compression.enabled:
+            check_codecs(self.settings.compression)
         self.hub: Hub = hub if hub is not None else InProcessHub()
         self.services: dict[str, Any] = {}
         if registry is None:

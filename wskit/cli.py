@@ -79,10 +79,17 @@ def describe_connect_error(exc: BaseException, url: str) -> str:
 # -- serve ---------------------------------------------------------------------
 
 
-def start_logging() -> None:
+def start_logging(backend: str) -> None:
+    """One line per event on stderr; our own error lines stay plain (no stdio capture)."""
     import txaio
 
-    txaio.start_logging(out=sys.stderr, level="info")
+    if backend == "twisted":
+        from twisted.logger import globalLogBeginner, textFileLogObserver
+
+        txaio.set_global_log_level("info")
+        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+    else:
+        txaio.start_logging(out=sys.stderr, level="info")
 
 
 def serve_twisted(settings: ServerSettings) -> int:
@@ -90,7 +97,7 @@ def serve_twisted(settings: ServerSettings) -> int:
 
     from . import twisted as wtwisted
 
-    start_logging()
+    start_logging("twisted")
     svc = wtwisted.WebSocketService(settings, reactor=reactor)
     status = {"code": 0}
 
@@ -121,7 +128,7 @@ def serve_asyncio(settings: ServerSettings) -> int:
         wasyncio.install_uvloop()
 
     async def main() -> int:
-        start_logging()
+        start_logging("asyncio")
         try:
             server = await wasyncio.serve(settings)
         except OSError as exc:

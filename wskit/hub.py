@@ -24,6 +24,8 @@ import re
 
 import txaio
 
+from .logs import log_failure
+
 
 @runtime_checkable
 class Subscriber(Protocol):
@@ -133,9 +135,10 @@ class InProcessHub:
                 subscriber.deliver(topic, event)
                 delivered += 1
             except Exception:
-                txaio.make_logger().failure(
+                log_failure(
+                    txaio.make_logger(),
+                    txaio.create_failure(),
                     "wskit hub: delivery on {topic} failed: {log_failure.value}",
-                    failure=txaio.create_failure(),
                     topic=topic,
                 )
         return delivered

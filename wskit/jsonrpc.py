@@ -22,6 +22,8 @@ from typing import Any
 
 import txaio
 
+from .logs import log_failure
+
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -226,8 +228,8 @@ class RPCService:
             if isinstance(exc, RPCError):
                 error = {"jsonrpc": "2.0", "error": exc.to_dict(), "id": id_}
             else:
-                txaio.make_logger().failure("wskit rpc: {method} failed: {log_failure.value}", failure=fail,
-                             method=method.name)
+                log_failure(txaio.make_logger(), fail, "wskit rpc: {method} failed: {log_failure.value}",
+                            method=method.name)
                 error = error_response(INTERNAL_ERROR, id_)
             txaio.resolve(result, None if is_notification else error)
 

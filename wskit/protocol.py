@@ -24,6 +24,7 @@ from .compression import (
     make_server_accept,
     tune_extension,
 )
+from .logs import log_failure
 from .negotiation import NegotiationError
 from .settings import ClientSettings, ServerSettings
 from .static import content_type, resolve_static_file, static_root
@@ -111,9 +112,10 @@ class ConnectionMixin:
             txaio.add_callbacks(future, None, lambda fail: self._handler_failed(fail, method))
 
     def _handler_failed(self, fail: Any, method: str = "handler") -> None:
-        self.log.failure(
+        log_failure(
+            self.log,
+            fail,
             "wskit: {subprotocol} {method} failed for {peer}: {log_failure.value}",
-            failure=fail,
             subprotocol=self.subprotocol,
             method=method,
             peer=self.peer,

@@ -133,6 +133,8 @@ class AppSettings:
     * ``error_budget``: bad messages a connection may send (each answered with
       an error); the next one closes it with 1008. 0 means unlimited.
     * ``max_batch_size``: most requests in one JSON-RPC batch.
+    * ``max_subscriptions``: most chat rooms, or pubsub topics and patterns, one
+      connection may be in at once (0 = no limit).
     * ``max_buffered_bytes``: a connection whose unsent outgoing bytes exceed
       this when a broadcast reaches it is dropped as too slow (0 = no cap).
     """
@@ -142,6 +144,7 @@ class AppSettings:
     max_text_length: int = 4096
     error_budget: int = 10
     max_batch_size: int = 100
+    max_subscriptions: int = 100
     max_buffered_bytes: int = 4 * MiB
 
     def validate(self) -> None:

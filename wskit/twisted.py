@@ -116,7 +116,9 @@ def build_site(app: WebSocketApp, protocol: type | None = None) -> server.Site:
         parent.putChild(segment, child)
         parent = child
     parent.putChild(segments[-1], ws)
-    site = server.Site(root)
+    # Until a request has arrived, the HTTP idle timeout is the opening-handshake
+    # timeout: a client that connects and says nothing is dropped just as fast.
+    site = server.Site(root, timeout=settings.timeouts.open_handshake or None)
     site.noisy = False
     site.wskit_app = app
     site.wskit_factory = ws._factory
@@ -152,7 +154,8 @@ class WebSocketService(service.Service):
         self.site = build_site(self.app, protocol=protocol)
         self._reactor = reactor
         self.port: Any = None
-        self.listening: defer.Deferred = defer.Deferred()
+        self._listen_result: Any = None
+        self._waiting: list[defer.Deferred] = []
 
     @property
     def settings(self) -> ServerSettings:
@@ -173,14 +176,28 @@ class WebSocketService(service.Service):
         def listening(port):
             self.port = port
             self.app.start()
-            self.listening.callback(port)
+            self._settle(port)
             return port
 
         def failed(fail):
-            self.listening.errback(fail)
+            self._settle(fail)
             return fail
 
         d.addCallbacks(listening, failed)
+        return d
+
+    def _settle(self, result: Any) -> None:
+        self._listen_result = result
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(result)  # a Failure result errbacks
+
+    def when_listening(self) -> defer.Deferred:
+        """A Deferred that fires with the listening port (or the failure to listen)."""
+        if self._listen_result is not None:
+            return defer.succeed(self._listen_result)
+        d: defer.Deferred = defer.Deferred()
+        self._waiting.append(d)
         return d
 
     def stopService(self) -> defer.Deferred | None:

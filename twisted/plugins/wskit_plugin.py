@@ -9,7 +9,10 @@ from zope.interface import implementer
 
 
 def _collector(opt):
+<<<<<<< HEAD
     # usage.Options counts a handler's parameters: it must take exactly (self, value).
+=======
+>>>>>>> apps
     def collect(self, value):
         self.setdefault(opt.dest, []).append(opt.kind(value))
 
@@ -54,7 +57,7 @@ class WskitServiceMaker:
         from wskit.twisted import WebSocketService
 
         svc = WebSocketService(settings)
-        svc.listening.addCallback(_announce, svc)
+        svc.when_listening().addCallback(_announce, svc)
         return svc
 
 
