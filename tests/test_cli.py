@@ -139,3 +139,33 @@ def test_twistd_rejects_bad_option():
                             capture_output=True, timeout=30, env=python_env())
     assert result.returncode != 0
     assert b"client_max_window_bits must be between 9 and 15" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("client_backend", BACKENDS)
+def test_wskit_client_compression_parameters_against_wskit(echo_server, client_backend):
+    result = wskit("connect", f"ws://127.0.0.1:{echo_server}/ws", "-s", "wskit.echo", "--backend", client_backend,
+                   "--server-max-window-bits", "10", "--server-no-context-takeover",
+                   "--client-no-context-takeover", stdin="abc " * 100 + "\n")
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    params = json.loads(out.splitlines()[0].split("extensions=", 1)[1])
+    assert params["server_max_window_bits"] == 10
+    assert params["server_no_context_takeover"] is True
+    assert params["client_no_context_takeover"] is True
+    assert "< " + "abc " * 100 in out
+
+
+@pytest.mark.parametrize("client_backend", BACKENDS)
+def test_wskit_client_interoperates_with_websockets_server(client_backend):
+    port = free_port()
+    cmd = [sys.executable, str(ROOT / "tests" / "apps" / "websockets_echo_server.py"), str(port)]
+    with ServerProcess([], cmd=cmd):
+        result = wskit("connect", f"ws://127.0.0.1:{port}/", "-s", "wskit.echo", "--backend", client_backend,
+                       stdin="interop " * 50 + "\nsecond\n")
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    params = json.loads(out.splitlines()[0].split("extensions=", 1)[1])
+    assert params["client_max_window_bits"] == 10  # the server asked for it, we honour it
+    assert params["server_max_window_bits"] == 11
+    assert params["server_no_context_takeover"] is True
+    assert "< " + "interop " * 50 in out and "< second" in out

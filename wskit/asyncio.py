@@ -99,11 +99,16 @@ class WebSocketServer:
         return self._server.sockets
 
     def close(self) -> None:
+        """Stop listening and start closing every connection with 1001."""
         self._server.close()
         self.app.stop()
-        self.app.close_all()
+        self._closing = self.app.close_all()
 
     async def wait_closed(self) -> None:
+        """Wait for the closing handshakes (at most the close-handshake timeout)."""
+        closing = getattr(self, "_closing", [])
+        if closing:
+            await asyncio.wait(closing, timeout=self.app.settings.timeouts.close_handshake + 0.5)
         await self._server.wait_closed()
 
     async def serve_forever(self) -> None:
@@ -114,6 +119,7 @@ class WebSocketServer:
 
     async def __aexit__(self, *exc: Any) -> None:
         self.close()
+        await self.wait_closed()
 
 
 async def serve(settings: ServerSettings | None = None, app: WebSocketApp | None = None,

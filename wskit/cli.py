@@ -143,7 +143,7 @@ def serve_asyncio(settings: ServerSettings) -> int:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         server.close()
-        await asyncio.sleep(0.05)  # let close frames go out
+        await server.wait_closed()
         return 0
 
     return asyncio.run(main())
@@ -170,7 +170,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def client_settings_from_args(args: argparse.Namespace) -> ClientSettings:
     return ClientSettings(
         subprotocols=tuple(args.subprotocol or ()),
-        compression=CompressionSettings(enabled=not args.no_compress, server_max_window_bits=15),
+        compression=CompressionSettings(
+            enabled=not args.no_compress,
+            server_max_window_bits=args.server_max_window_bits,
+            client_max_window_bits=args.client_max_window_bits,
+            server_no_context_takeover=args.server_no_context_takeover,
+            client_no_context_takeover=args.client_no_context_takeover,
+        ),
         origin=args.origin,
         ca_file=args.ca_file,
         limits=LimitSettings(max_message_size=args.max_message_size),
@@ -185,7 +191,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         fail(str(exc), EXIT_USAGE)
     try:
-        return run_interactive(args.url, settings, backend=args.backend)
+        return run_interactive(args.url, settings, backend=args.backend, linger=args.linger)
     except UserError as exc:
         fail(str(exc))
 
@@ -218,9 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
     connect.add_argument("--subprotocol", "-s", action="append", metavar="NAME",
                          help="offer this subprotocol (repeatable, in preference order)")
     connect.add_argument("--no-compress", action="store_true", help="do not offer permessage-deflate")
+    connect.add_argument("--server-max-window-bits", type=int, default=15, metavar="BITS",
+                         help="ask the server to compress with at most this window, 9-15 (15: don't ask)")
+    connect.add_argument("--client-max-window-bits", type=int, default=CompressionSettings().client_max_window_bits,
+                         metavar="BITS", help="window this client compresses with, 9-15")
+    connect.add_argument("--server-no-context-takeover", action="store_true",
+                         help="ask the server to reset its compressor after each message")
+    connect.add_argument("--client-no-context-takeover", action="store_true",
+                         help="reset this client's compressor after each message")
     connect.add_argument("--origin", help="send this Origin header")
     connect.add_argument("--ca-file", metavar="FILE", help="trust this PEM CA/certificate for wss://")
     connect.add_argument("--max-message-size", type=int, default=16 * 1024 * 1024, metavar="BYTES")
+    connect.add_argument("--linger", type=float, default=0.5, metavar="SECONDS",
+                         help="after end of input, close once nothing has arrived for this long")
     connect.add_argument("--backend", choices=BACKENDS, default="twisted")
     connect.set_defaults(func=cmd_connect)
 

@@ -121,12 +121,7 @@ def server_settings(values: dict[str, Any], backend: str = "twisted") -> ServerS
                 value = values.get(name)
                 if opt.repeatable:
                     return tuple(value or ())
-<<<<<<< HEAD
-                if opt.kind is None:
-                    # twistd's usage.Options gives flags as 0/1; Autobahn insists on real bools.
-=======
                 if opt.kind is None:  # twistd hands flags over as 0/1
->>>>>>> apps
                     return bool(value)
                 return opt.default if value is None else value
         raise KeyError(name)

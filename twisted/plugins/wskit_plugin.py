@@ -9,10 +9,7 @@ from zope.interface import implementer
 
 
 def _collector(opt):
-<<<<<<< HEAD
     # usage.Options counts a handler's parameters: it must take exactly (self, value).
-=======
->>>>>>> apps
     def collect(self, value):
         self.setdefault(opt.dest, []).append(opt.kind(value))
 
