@@ -93,6 +93,8 @@ SERVER_OPTIONS: tuple[Option, ...] = (
            "broadcast bytes exceed this (0 = no cap)", metavar="BYTES"),
     Option("tls-cert", str, None, "PEM certificate (chain) for wss:// and https://", metavar="FILE"),
     Option("tls-key", str, None, "PEM private key for --tls-cert", metavar="FILE"),
+    Option("ticker-interval", float, _DEFAULT.ticker_interval, "publish demo price ticks on pub/sub "
+           "topic ticks.demo every SECONDS (0 = off)", metavar="SECONDS"),
 )
 
 
@@ -161,6 +163,7 @@ def server_settings(values: dict[str, Any], backend: str = "twisted") -> ServerS
             auto_ping_timeout=get("ping_timeout"),
         ),
         tls=TLSSettings(cert=get("tls_cert"), key=get("tls_key")),
+        ticker_interval=get("ticker_interval"),
         apps=AppSettings(
             history_size=get("history_size"),
             error_budget=get("error_budget"),

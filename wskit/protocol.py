@@ -178,6 +178,22 @@ class ServerProtocolMixin(ConnectionMixin):
         super()._connectionMade()
 
     def onConnect(self, request):
+        try:
+            return self._accept_handshake(request)
+        except ConnectionDeny as deny:
+            # One structured line per refusal, so operators see who was turned away and why.
+            self.log.info(
+                "wskit: refused peer={peer} status={status} origin={origin} path={path}: {reason}",
+                peer=self.peer,
+                status=deny.code,
+                origin=request.origin or "-",
+                path=request.path,
+                reason=deny.reason,
+                wskit_event="refused",
+            )
+            raise
+
+    def _accept_handshake(self, request):
         settings: ServerSettings = self.app.settings
         if self.factory.check_path and urlsplit(request.path).path != settings.path:
             raise ConnectionDeny(404, f"no WebSocket endpoint at {request.path} (try {settings.path})")
@@ -263,6 +279,21 @@ class ServerProtocolMixin(ConnectionMixin):
         for name, value in headers:
             head += f"{name}: {value}\r\n"
         self.sendData(head.encode() + b"\r\n" + body)
+        # A complete HTTP exchange: Autobahn drops the connection next, and would
+        # log every page or asset fetch as an unclean drop (a warning) otherwise.
+        self.wasClean = True
+
+
+def factory_url(settings: ServerSettings) -> str:
+    """The URL an Autobahn server factory is created with.
+
+    Autobahn refuses port 0 in a URL, but ``--port 0`` (pick a free port) is
+    valid: the factory only uses the URL's scheme (ws/wss), so leave the port out.
+    """
+    if settings.port:
+        return settings.url
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"{settings.scheme}://{host}{settings.path}"
 
 
 class ServerFactoryMixin:

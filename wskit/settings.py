@@ -181,6 +181,8 @@ class ServerSettings:
     apps: AppSettings = field(default_factory=AppSettings)
     server_header: str = "wskit"
     uvloop: bool = True
+    # Seconds between demo ticks on pub/sub topic ticks.demo (0 = no ticker).
+    ticker_interval: float = 1.0
 
     @property
     def scheme(self) -> str:
@@ -203,6 +205,8 @@ class ServerSettings:
             raise SettingsError(f"path must start with '/', not {self.path!r}")
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"port must be between 0 and 65535, not {self.port}")
+        if self.ticker_interval < 0:
+            raise SettingsError(f"ticker_interval must be >= 0 seconds, not {self.ticker_interval}")
         if self.endpoint and self.tls.enabled:
             raise SettingsError("give TLS inside the endpoint string or with --tls-cert/--tls-key, not both")
         self.compression.validate()
