@@ -306,24 +306,32 @@ class ServerFactoryMixin:
     def _configure(self, app: Any) -> None:
         settings: ServerSettings = app.settings
         self.app = app
-        limits, timeouts, compression = settings.limits, settings.timeouts, settings.compression
+        limits, compression = settings.limits, settings.compression
         self.setProtocolOptions(
-            maxFramePayloadSize=limits.effective_frame_size,
-            maxMessagePayloadSize=limits.max_message_size,
             maxConnections=limits.max_connections,
-            openHandshakeTimeout=timeouts.open_handshake,
-            closeHandshakeTimeout=timeouts.close_handshake,
-            autoPingInterval=timeouts.auto_ping_interval,
-            autoPingTimeout=timeouts.auto_ping_timeout,
             perMessageCompressionAccept=(
                 make_server_accept(compression, limits.max_message_size)
                 if compression.enabled
                 else _decline_compression
             ),
-            # Send a close frame with the reason (1002/1007/1009) before dropping.
-            failByDrop=False,
+            **common_protocol_options(settings),
         )
         self.server = settings.server_header
+
+
+def common_protocol_options(settings: ServerSettings | ClientSettings) -> dict[str, Any]:
+    """Autobahn factory options both sides take from the same settings."""
+    limits, timeouts = settings.limits, settings.timeouts
+    return dict(
+        maxFramePayloadSize=limits.effective_frame_size,
+        maxMessagePayloadSize=limits.max_message_size,
+        openHandshakeTimeout=timeouts.open_handshake,
+        closeHandshakeTimeout=timeouts.close_handshake,
+        autoPingInterval=timeouts.auto_ping_interval,
+        autoPingTimeout=timeouts.auto_ping_timeout,
+        # Send a close frame with the reason (1002/1007/1009) before dropping.
+        failByDrop=False,
+    )
 
 
 def _decline_compression(_offers: Any) -> None:
@@ -399,16 +407,8 @@ class ClientFactoryMixin:
     def _configure(self, settings: ClientSettings, handler_factory: Any = None) -> None:
         self.wskit_settings = settings
         self.handler_factory = handler_factory
-        limits, timeouts, compression = settings.limits, settings.timeouts, settings.compression
-        options: dict[str, Any] = dict(
-            maxFramePayloadSize=limits.effective_frame_size,
-            maxMessagePayloadSize=limits.max_message_size,
-            openHandshakeTimeout=timeouts.open_handshake,
-            closeHandshakeTimeout=timeouts.close_handshake,
-            autoPingInterval=timeouts.auto_ping_interval,
-            autoPingTimeout=timeouts.auto_ping_timeout,
-            failByDrop=False,
-        )
+        limits, compression = settings.limits, settings.compression
+        options = common_protocol_options(settings)
         if compression.enabled:
             options["perMessageCompressionOffers"] = make_client_offers(compression)
             options["perMessageCompressionAccept"] = make_client_accept(
