@@ -310,3 +310,20 @@ def test_plain_get_on_ws_path_is_426(default_server):
     sock.close()
     assert data.startswith(b"HTTP/1.1 426")
     assert b"wskit.echo" in data
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_shutdown_closes_open_connections_with_1001(backend):
+    proc, port = serve(backend)
+    with proc:
+
+        async def go():
+            async with connect(ws_url(port), subprotocols=["wskit.echo"]) as ws:
+                await ws.send("x")
+                await ws.recv()
+                proc.proc.terminate()
+                with pytest.raises(ConnectionClosed):
+                    await ws.recv()
+                return ws.close_code
+
+        assert run(go()) == 1001

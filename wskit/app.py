@@ -54,7 +54,15 @@ class WebSocketApp:
     def connection_closed(self, connection: Any) -> None:
         self.connections.discard(connection)
 
-    def close_all(self, code: int = 1001, reason: str = "server shutting down") -> None:
+    def close_all(self, code: int = 1001, reason: str = "server shutting down") -> list[Any]:
+        """Start the closing handshake on every open connection.
+
+        Returns the connections' ``is_closed`` futures, so a caller can wait
+        (bounded by the close-handshake timeout) before the loop stops.
+        """
+        closing = []
         for connection in list(self.connections):
             if connection.is_connected:
                 connection.close(code, reason)
+                closing.append(connection.is_closed)
+        return closing

@@ -136,7 +136,7 @@ def serve_asyncio(settings: ServerSettings) -> int:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         server.close()
-        await asyncio.sleep(0.05)  # let close frames go out
+        await server.wait_closed()
         return 0
 
     return asyncio.run(main())
@@ -169,6 +169,7 @@ def client_settings_from_args(args: argparse.Namespace) -> ClientSettings:
             client_max_window_bits=args.client_max_window_bits,
             server_no_context_takeover=args.server_no_context_takeover,
             client_no_context_takeover=args.client_no_context_takeover,
+            codecs=tuple(args.compression or CompressionSettings().codecs),
         ),
         origin=args.origin,
         ca_file=args.ca_file,
@@ -225,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="ask the server to reset its compressor after each message")
     connect.add_argument("--client-no-context-takeover", action="store_true",
                          help="reset this client's compressor after each message")
+    connect.add_argument("--compression", action="append", metavar="EXT",
+                         help="offer this compression extension (repeatable; default permessage-deflate)")
     connect.add_argument("--origin", help="send this Origin header")
     connect.add_argument("--ca-file", metavar="FILE", help="trust this PEM CA/certificate for wss://")
     connect.add_argument("--max-message-size", type=int, default=16 * 1024 * 1024, metavar="BYTES")

@@ -124,6 +124,38 @@ class TLSSettings:
 
 
 @dataclass(frozen=True)
+class AppSettings:
+    """Limits of the shipped application subprotocols (chat, pubsub, rpc).
+
+    * ``history_size``: chat messages a room keeps for v2 joiners (0 keeps none).
+    * ``max_name_length``: longest room name, nick or topic, in characters.
+    * ``max_text_length``: longest chat message text, in characters.
+    * ``error_budget``: bad messages a connection may send (each answered with
+      an error); the next one closes it with 1008. 0 means unlimited.
+    * ``max_batch_size``: most requests in one JSON-RPC batch.
+    * ``max_subscriptions``: most chat rooms, or pubsub topics and patterns, one
+      connection may be in at once (0 = no limit).
+    * ``max_buffered_bytes``: a connection whose unsent outgoing bytes exceed
+      this when a broadcast reaches it is dropped as too slow (0 = no cap).
+    """
+
+    history_size: int = 50
+    max_name_length: int = 64
+    max_text_length: int = 4096
+    error_budget: int = 10
+    max_batch_size: int = 100
+    max_subscriptions: int = 100
+    max_buffered_bytes: int = 4 * MiB
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) < 0:
+                raise SettingsError(f"{f.name} must be >= 0")
+        if self.max_name_length < 1 or self.max_text_length < 1 or self.max_batch_size < 1:
+            raise SettingsError("max_name_length, max_text_length and max_batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """Everything a wskit server needs to know.
 
@@ -146,6 +178,7 @@ class ServerSettings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     timeouts: TimeoutSettings = field(default_factory=TimeoutSettings)
     tls: TLSSettings = field(default_factory=TLSSettings)
+    apps: AppSettings = field(default_factory=AppSettings)
     server_header: str = "wskit"
     uvloop: bool = True
 
@@ -176,6 +209,7 @@ class ServerSettings:
         self.limits.validate()
         self.timeouts.validate()
         self.tls.validate()
+        self.apps.validate()
         return self
 
 

@@ -41,6 +41,8 @@ BACKEND = "twisted"
 class ServerProtocol(ServerProtocolMixin, _ServerProtocol):
     """A wskit server connection on Twisted; subclass it in Autobahn's style if you like."""
 
+    log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
+
 
 class ServerFactory(ServerFactoryMixin, _ServerFactory):
     """Autobahn server factory configured from a :class:`WebSocketApp`."""
@@ -58,6 +60,8 @@ class ServerFactory(ServerFactoryMixin, _ServerFactory):
 
 class ClientProtocol(ClientProtocolMixin, _ClientProtocol):
     """A wskit client connection on Twisted."""
+
+    log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
 
 
 class ClientFactory(ClientFactoryMixin, _ClientFactory):
@@ -198,12 +202,19 @@ class WebSocketService(service.Service):
         self._waiting.append(d)
         return d
 
-    def stopService(self) -> defer.Deferred | None:
+    def stopService(self) -> defer.Deferred:
+        """Stop listening, close every connection with 1001 and wait for the closing
+        handshakes (at most the close-handshake timeout) so the close frames reach peers."""
         super().stopService()
-        self.app.close_all()
-        if self.port is not None:
-            return defer.maybeDeferred(self.port.stopListening)
-        return None
+        stopped = defer.maybeDeferred(self.port.stopListening) if self.port is not None else defer.succeed(None)
+        closing = self.app.close_all()
+        if not closing:
+            return stopped
+        done = defer.DeferredList([stopped, *closing], consumeErrors=True)
+        reactor = self._get_reactor()
+        timer = reactor.callLater(self.settings.timeouts.close_handshake + 0.5, done.cancel)
+        done.addBoth(lambda _: timer.cancel() if timer.active() else None)
+        return done
 
 
 def listen(settings: ServerSettings | None = None, reactor: Any = None, app: WebSocketApp | None = None,
