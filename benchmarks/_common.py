@@ -7,6 +7,7 @@ server, so differences between rows come from the servers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -71,6 +72,46 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+async def open_clients(url: str, n: int, parallel: int = 50, **options):
+    """``n`` python-websockets client connections, at most ``parallel`` handshakes at once
+    (stays under the servers' listen backlog)."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    gate = asyncio.Semaphore(parallel)
+    options = {"open_timeout": 60, "ping_interval": None, "max_size": 2**24, **options}
+
+    async def one():
+        async with gate:
+            return await connect(url, **options)
+
+    return await asyncio.gather(*(one() for _ in range(n)))
+
+
+def server_cpu_ns(pid: int) -> int:
+    """CPU time used so far by every thread of ``pid``, in ns."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
+@contextlib.contextmanager
+def running(servers: Sequence[Server]):
+    """Start every server (all stay up for interleaved rounds); stop them all afterwards."""
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def rss_kib(pid: int) -> int:

@@ -5,11 +5,13 @@ which only adds the zlib level; level 6 is Autobahn's own default) with no
 sockets and no event loop: a server-side object compresses a stream of
 distinct realistic messages, a client-side object decompresses them.
 
-Part 1 (grid): zlib level 1/3/6/9 x window 15/12/10 x memLevel 8/5 x context
-takeover on/off, for chat JSON (100-300 B), pubsub ticks (~150 B), 2-8 KiB JSON
-documents and 64 KiB prose. CPU is reported as a ratio to wskit's defaults
-(level 6, window 12, memLevel 5, takeover on) measured in the same run,
-median of --repeat interleaved rounds. Times are this thread's CPU time
+Part 1, for chat JSON (100-300 B), pubsub ticks (~150 B), 2-8 KiB JSON
+documents and 64 KiB prose, one dimension at a time around wskit's defaults
+(level 6, window 12, memLevel 5, context takeover on): window 15/12/10/9 x
+memLevel 8/5/4/1 at level 6; zlib level 1/3/6/9 at 12/5 and at 15/8; context
+takeover on/off at 15/8, 12/5 and 10/5 (--full: the whole level x window x
+memLevel x takeover grid, one table per payload). CPU is reported as a ratio to
+the defaults measured in the same run, median of --repeat interleaved rounds. Times are this thread's CPU time
 (time.thread_time), which other work on a busy machine disturbs less than
 wall-clock time does.
 
@@ -18,8 +20,9 @@ the wire (frame header included) uncompressed and compressed, with a fresh
 context (no takeover, or the first message) and a warm one (takeover, after a
 stream of similar messages), and the CPU to compress + decompress it.
 
-    python benchmarks/compression_cpu.py              # ~1 minute
-    python benchmarks/compression_cpu.py --repeat 9   # steadier medians
+    python benchmarks/compression_cpu.py              # under a minute
+    python benchmarks/compression_cpu.py --repeat 25  # steadier medians
+    python benchmarks/compression_cpu.py --full       # every combination (several minutes)
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ from _common import (
 from wskit.compression import TunedPerMessageDeflate
 
 LEVELS = (1, 3, 6, 9)
-WINDOWS = (15, 12, 10)
-MEM_LEVELS = (8, 5)
+WINDOWS = (15, 12, 10, 9)
+MEM_LEVELS = (8, 5, 4, 1)
 DEFAULT = (6, 12, 5, True)  # level, window, memLevel, context takeover
 
 
@@ -100,33 +103,59 @@ def run_stream(config, messages: list[bytes]) -> tuple[float, float, int, int]:
     return t1 - t0, t2 - t1, raw, deflated
 
 
-def grid(repeat: int) -> None:
-    configs = list(itertools.product(LEVELS, WINDOWS, MEM_LEVELS, (True, False)))
+def measure(configs: list[tuple], repeat: int) -> dict[str, dict[tuple, tuple[float, float, float]]]:
+    """payload name -> config -> (wire %, CPU ratio to DEFAULT, CPU us/msg), medians of interleaved rounds."""
+    results = {}
     for name, messages in payload_sets().items():
-        timings: dict[tuple, list[tuple[float, float]]] = {c: [] for c in configs}
-        sizes: dict[tuple, tuple[int, int]] = {}
+        timings: dict[tuple, list[float]] = {c: [] for c in configs}
+        sizes: dict[tuple, float] = {}
         for _ in range(repeat):
             for config in configs:  # interleaved: noise hits every configuration alike
                 tc, td, raw, deflated = run_stream(config, messages)
-                timings[config].append((tc, td))
-                sizes[config] = (raw, deflated)
-        n = len(messages)
-        ref = median([tc + td for tc, td in timings[DEFAULT]])
-        ref_c = median([tc for tc, _ in timings[DEFAULT]])
+                timings[config].append(tc + td)
+                sizes[config] = 100 * deflated / raw
+        ref = median(timings[DEFAULT])
+        results[name] = {c: (sizes[c], median(timings[c]) / ref, 1e6 * median(timings[c]) / len(messages))
+                         for c in configs}
+    return results
+
+
+def cell(result: tuple[float, float, float]) -> str:
+    return f"{result[0]:.0f}% / {result[1]:.2f}"
+
+
+def print_table(title: str, results, rows: list[tuple[str, tuple]]) -> None:
+    names = list(results)
+    print(f"\n### {title}\n")
+    print(table(["", *names], [[label, *(cell(results[n][config]) for n in names)] for label, config in rows]))
+
+
+def around_defaults(repeat: int) -> None:
+    level, window, mem, takeover = DEFAULT
+    grid_rows = [(f"window {w}, memLevel {m}", (level, w, m, True)) for w in WINDOWS for m in MEM_LEVELS]
+    level_rows = [(f"level {lv}, {w}/{m}", (lv, w, m, True)) for w, m in ((12, 5), (15, 8)) for lv in LEVELS]
+    takeover_rows = [(f"{w}/{m}, takeover {'on' if t else 'off'}", (level, w, m, t))
+                     for w, m in ((15, 8), (12, 5), (10, 5)) for t in (True, False)]
+    configs = list(dict.fromkeys(c for _, c in grid_rows + level_rows + takeover_rows))
+    results = measure(configs, repeat)
+    print("\nCells: wire bytes compressed, as % of uncompressed (frame headers included) / CPU to compress "
+          "and decompress, relative to wskit's defaults (level 6, window 12, memLevel 5, takeover on), "
+          "which take " + ", ".join(f"{results[n][DEFAULT][2]:.1f} us ({n})" for n in results) + " per message.")
+    print_table("Window and memLevel (level 6, context takeover)", results, grid_rows)
+    print_table("zlib level", results, level_rows)
+    print_table("Context takeover (level 6)", results, takeover_rows)
+
+
+def full_grid(repeat: int) -> None:
+    configs = list(itertools.product(LEVELS, WINDOWS, MEM_LEVELS, (True, False)))
+    results = measure(configs, repeat)
+    for name, by_config in results.items():
         rows = []
         for window, mem, takeover in itertools.product(WINDOWS, MEM_LEVELS, (True, False)):
-            row = [f"{window}/{mem}", "on" if takeover else "off"]
-            for level in LEVELS:
-                config = (level, window, mem, takeover)
-                raw, deflated = sizes[config]
-                total = median([tc + td for tc, td in timings[config]])
-                row.append(f"{100 * deflated / raw:.0f}% / {total / ref:.2f}")
-            rows.append(row)
-        raw_mean = sum(len(m) for m in messages) / n
-        print(f"\n### {name} ({n} distinct messages, mean {raw_mean:.0f} B)\n")
-        print(f"Cells: wire bytes compressed as % of uncompressed / CPU (compress + decompress) relative to "
-              f"the default (level 6, 12/5, takeover on) = {1e6 * ref / n:.1f} us per message "
-              f"({1e6 * ref_c / n:.1f} us compressing).\n")
+            rows.append([f"{window}/{mem}", "on" if takeover else "off",
+                         *(cell(by_config[(level, window, mem, takeover)]) for level in LEVELS)])
+        print(f"\n### {name}: wire % / CPU relative to the default "
+              f"({by_config[DEFAULT][2]:.1f} us per message)\n")
         print(table(["window/memLevel", "takeover"] + [f"level {lv}" for lv in LEVELS], rows))
 
 
@@ -159,13 +188,14 @@ def threshold(repeat: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="permessage-deflate CPU and ratio, in-process")
-    parser.add_argument("--repeat", type=int, default=5, help="interleaved rounds (median reported)")
+    parser.add_argument("--repeat", type=int, default=9, help="interleaved rounds (median reported)")
     parser.add_argument("--part", choices=["grid", "threshold", "all"], default="all")
+    parser.add_argument("--full", action="store_true", help="every level x window x memLevel x takeover")
     args = parser.parse_args()
     started = time.monotonic()
     print(machine_note())
     if args.part in ("grid", "all"):
-        grid(args.repeat)
+        (full_grid if args.full else around_defaults)(args.repeat)
     if args.part in ("threshold", "all"):
         threshold(args.repeat)
     print(f"\n({time.monotonic() - started:.0f} s)")

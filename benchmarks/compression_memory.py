@@ -5,13 +5,14 @@ python-websockets client that offers permessage-deflate with
 client_max_window_bits (as browsers do), sends one chat-sized message each way
 on every connection (Autobahn creates its compressor and decompressor lazily,
 on the first message), and reads the server's VmRSS. Then every connection
-sends and receives --fill-kib more KiB (enough to fill a 15-bit window), and
+sends and receives --fill-kib more KiB in 8 KiB JSON documents (32 KiB by
+default: enough to fill a 15-bit window), and
 the RSS is read again. Reported: KiB per connection above the server's RSS
 before the connections were opened (after a warm-up round of connections that
 were opened, used and closed, so code paths and allocator arenas exist).
 
     python benchmarks/compression_memory.py             # default points, ~1-2 minutes
-    python benchmarks/compression_memory.py --full      # whole grid on both backends
+    python benchmarks/compression_memory.py --full      # whole grid (Twisted; --full both: and asyncio)
     python benchmarks/compression_memory.py -n 1000 --repeat 3
 """
 
@@ -21,10 +22,20 @@ import argparse
 import asyncio
 import itertools
 import random
+import sys
 import time
 
-from _common import Server, chat_message, json_document, machine_note, median, raise_fd_limit, rss_kib, table
-from websockets.asyncio.client import connect
+from _common import (
+    Server,
+    chat_message,
+    json_document,
+    machine_note,
+    median,
+    open_clients,
+    raise_fd_limit,
+    rss_kib,
+    table,
+)
 
 WINDOWS = (15, 12, 10, 9)
 MEM_LEVELS = (8, 5, 4, 1)
@@ -36,18 +47,17 @@ def wskit_args(window: int, mem_level: int, *extra: str) -> list[str]:
             "--compress-mem-level", str(mem_level), *extra]
 
 
-def configurations(full: bool) -> list[Server]:
+def configurations(full: str | None) -> list[Server]:
     servers: list[Server] = []
-    backends = ("twisted", "asyncio") if full else ("twisted",)
-    points = list(itertools.product(WINDOWS, MEM_LEVELS)) if full else DEFAULT_POINTS
-    for backend in backends:
+    for backend in ("twisted", "asyncio") if full == "both" else ("twisted",):
+        points = list(itertools.product(WINDOWS, MEM_LEVELS)) if full else DEFAULT_POINTS
         servers.append(Server(f"wskit {backend}, no compression", backend, ["--no-compress"]))
         for window, mem in points:
             servers.append(Server(f"wskit {backend}, window {window}, memLevel {mem}", backend,
                                   wskit_args(window, mem)))
         servers.append(Server(f"wskit {backend}, 12/5, server_no_context_takeover", backend,
                               wskit_args(12, 5, "--server-no-context-takeover")))
-    if not full:
+    if full != "both":
         servers.append(Server("wskit asyncio, no compression", "asyncio", ["--no-compress"]))
         servers.append(Server("wskit asyncio, window 12, memLevel 5", "asyncio", wskit_args(12, 5)))
     servers.append(Server("Autobahn defaults, no compression", "autobahn", ["--no-compress"]))
@@ -63,17 +73,10 @@ async def exchange(ws, payloads) -> None:
         await ws.recv()
 
 
-async def open_connections(url: str, n: int, first: list[bytes], parallel: int = 50):
-    gate = asyncio.Semaphore(parallel)  # stay under the servers' listen backlog
-
-    async def one(i: int):
-        async with gate:
-            ws = await connect(url, compression="deflate", open_timeout=60, ping_interval=None,
-                               max_size=2**24)
-            await exchange(ws, [first[i % len(first)]])
-            return ws
-
-    return await asyncio.gather(*(one(i) for i in range(n)))
+async def open_connections(url: str, n: int, first: list[bytes]):
+    conns = await open_clients(url, n, compression="deflate")
+    await asyncio.gather(*(exchange(ws, [first[i % len(first)]]) for i, ws in enumerate(conns)))
+    return conns
 
 
 async def fill(conns, docs: list[bytes], kib: int, parallel: int = 50) -> None:
@@ -100,7 +103,7 @@ async def settled_rss(pid: int) -> int:
 async def measure(server: Server, n: int, fill_kib: int) -> dict:
     rng = random.Random(7)
     chats = [chat_message(rng, i) for i in range(200)]
-    docs = [json_document(rng, i, 2048) for i in range(64)]
+    docs = [json_document(rng, i, 8192) for i in range(16)]
     # Warm-up: the code paths and allocator arenas a connection needs exist before the baseline.
     warm = await open_connections(server.url, 20, chats)
     await fill(warm, docs, fill_kib)
@@ -122,7 +125,8 @@ def main() -> None:
     parser.add_argument("--fill-kib", type=int, default=32, help="KiB each way per connection for the "
                         "'window filled' column (default 32 = a 15-bit window)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per configuration (median reported)")
-    parser.add_argument("--full", action="store_true", help="whole window x memLevel grid, both backends")
+    parser.add_argument("--full", nargs="?", const="twisted", choices=["twisted", "both"],
+                        help="whole window x memLevel grid on Twisted (or on both backends)")
     parser.add_argument("--only", default="", help="run only configurations whose label contains this")
     args = parser.parse_args()
     raise_fd_limit(2 * args.connections + 200)
@@ -133,7 +137,10 @@ def main() -> None:
     for _ in range(args.repeat):
         for server in servers:
             with server:
-                results[server.label].append(asyncio.run(measure(server, args.connections, args.fill_kib)))
+                got = asyncio.run(measure(server, args.connections, args.fill_kib))
+            results[server.label].append(got)
+            print(f"  {server.label}: {got['one']:.1f} / {got['fill']:.1f} KiB per connection",
+                  file=sys.stderr, flush=True)
     rows = []
     for server in servers:
         runs = results[server.label]

@@ -35,7 +35,6 @@ import asyncio
 import os
 import random
 import time
-from pathlib import Path
 
 from _common import (
     Server,
@@ -43,11 +42,13 @@ from _common import (
     json_document,
     machine_note,
     median,
+    open_clients,
     raise_fd_limit,
+    running,
+    server_cpu_ns,
     sized_messages,
     table,
 )
-from websockets.asyncio.client import connect
 
 SERVERS = (
     ("wskit twisted", "twisted"),
@@ -66,17 +67,6 @@ THRESHOLD_SERVERS = (
 )
 
 
-def server_cpu_ns(pid: int) -> int:
-    """CPU time used so far by every thread of ``pid``, in ns."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total
-
-
 async def round_trips(ws, messages: list[str], count: int) -> None:
     for i in range(count):
         await ws.send(messages[i % len(messages)])
@@ -86,9 +76,7 @@ async def round_trips(ws, messages: list[str], count: int) -> None:
 async def scenario(url: str, pid: int, messages: list[str], count: int, connections: int,
                    compress: bool) -> tuple[float, float]:
     """(messages/s, server CPU us per message) for ``count`` round trips over ``connections``."""
-    conns = await asyncio.gather(*(
-        connect(url, compression="deflate" if compress else None, ping_interval=None, max_size=2**24)
-        for _ in range(connections)))
+    conns = await open_clients(url, connections, compression="deflate" if compress else None)
     try:
         await asyncio.gather(*(round_trips(ws, messages, 20) for ws in conns))  # warm-up
         per_conn = count // connections
@@ -100,6 +88,11 @@ async def scenario(url: str, pid: int, messages: list[str], count: int, connecti
         return done / elapsed, cpu / 1000 / done
     finally:
         await asyncio.gather(*(ws.close() for ws in conns))
+
+
+def ratio_label(a: str, b: str) -> str:
+    common = len(os.path.commonprefix([a, b]))
+    return f"{a[common:]} / {b[common:]}" if common else f"{a} / {b}"
 
 
 def main() -> None:
@@ -129,9 +122,7 @@ def main() -> None:
     rates: dict[tuple, list[float]] = {}
     cpus: dict[tuple, list[float]] = {}
     started = time.monotonic()
-    try:
-        for server in servers:
-            server.start()
+    with running(servers):
         for r in range(args.rounds):
             order = servers[r % len(servers):] + servers[:r % len(servers)]
             for name, messages, count, conns in scenarios:
@@ -141,9 +132,6 @@ def main() -> None:
                         key = (name, compress, server.label)
                         rates.setdefault(key, []).append(rate)
                         cpus.setdefault(key, []).append(cpu)
-    finally:
-        for server in servers:
-            server.stop()
 
     print(f"{args.rounds} interleaved rounds, {machine_note()}, {time.monotonic() - started:.0f} s")
     for title, data, unit, better in (("Round trips per second (median)", rates, "msg/s", "higher"),
@@ -160,7 +148,7 @@ def main() -> None:
                 rows.append(row)
         print(f"\n### {title}; ratios: {better} is better for wskit\n")
         print(table(["scenario", "deflate"] + [s.label for s in servers] +
-                    [f"{a.replace('wskit ', '')} / {b}" for a, b in comparisons], rows))
+                    [ratio_label(a, b) for a, b in comparisons], rows))
 
 
 if __name__ == "__main__":
