@@ -26,7 +26,7 @@ class CompressionSettings:
     """permessage-deflate (RFC 7692) parameters.
 
     The server-side fields describe what this endpoint asks of or promises to
-    the peer; see README "Compression defaults" for how they were measured.
+    the peer; docs/performance.md has the measurements behind the defaults.
 
     * ``server_max_window_bits``: LZ77 window the server compresses with (9-15).
     * ``client_max_window_bits``: window the client is asked to compress with,
