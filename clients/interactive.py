@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any, TextIO
 
 from wskit.handler import Handler
@@ -44,6 +45,10 @@ class InteractiveHandler(Handler):
     def __init__(self, connection: Any, out: TextIO = sys.stdout):
         super().__init__(connection)
         self.out = out
+        self.last_activity = time.monotonic()
+
+    def quiet_for(self) -> float:
+        return time.monotonic() - self.last_activity
 
     def on_open(self) -> None:
         conn = self.connection
@@ -52,6 +57,7 @@ class InteractiveHandler(Handler):
         self.out.flush()
 
     def on_message(self, payload: bytes, is_binary: bool) -> None:
+        self.last_activity = time.monotonic()
         self.out.write(render_message(payload, is_binary, self.connection.subprotocol) + "\n")
         self.out.flush()
 
@@ -66,19 +72,24 @@ class InteractiveHandler(Handler):
             self.out.write(f"! not sent: {self.connection.subprotocol} needs a JSON line ({exc})\n")
             self.out.flush()
             return
+        self.last_activity = time.monotonic()
         self.connection.sendMessage(payload, is_binary)
 
 
 def run_interactive(url: str, settings: Any, backend: str = "twisted",
-                    stdin: Any = None, out: TextIO = sys.stdout) -> int:
+                    stdin: Any = None, out: TextIO = sys.stdout, linger: float = 0.5) -> int:
     """Connect, pump stdin lines out and messages in until either side ends.
+
+    At end of input the connection stays open until nothing has arrived for
+    ``linger`` seconds, so replies to the last lines are not lost, then closes
+    with 1000.
 
     Returns the process exit code; raises ``wskit.cli.UserError`` with one
     readable line when the connection cannot be made.
     """
     if backend == "asyncio":
-        return _run_asyncio(url, settings, stdin or sys.stdin, out)
-    return _run_twisted(url, settings, out)
+        return _run_asyncio(url, settings, stdin or sys.stdin, out, linger)
+    return _run_twisted(url, settings, out, linger)
 
 
 def _connect_error(exc: BaseException, url: str) -> Exception:
@@ -87,7 +98,7 @@ def _connect_error(exc: BaseException, url: str) -> Exception:
     return UserError(describe_connect_error(exc, url))
 
 
-def _run_twisted(url: str, settings: Any, out: TextIO) -> int:
+def _run_twisted(url: str, settings: Any, out: TextIO, linger: float) -> int:
     from twisted.internet import reactor, stdio
     from twisted.protocols.basic import LineReceiver
 
@@ -108,9 +119,16 @@ def _run_twisted(url: str, settings: Any, out: TextIO) -> int:
             handlers[0].send_line(line.decode("utf-8", "replace").rstrip("\r"))
 
         def connectionLost(self, reason: Any = None) -> None:
-            conn = handlers[0].connection if handlers else None
-            if conn is not None and conn.is_connected:
-                conn.close(1000)
+            close_when_quiet()
+
+    def close_when_quiet() -> None:
+        handler = handlers[0]
+        if not handler.connection.is_connected:
+            return
+        if handler.quiet_for() >= linger:
+            handler.connection.close(1000)
+        else:
+            reactor.callLater(linger - handler.quiet_for(), close_when_quiet)
 
     def opened(conn: Any) -> None:
         stdio.StandardIO(Input())
@@ -136,7 +154,7 @@ def _run_twisted(url: str, settings: Any, out: TextIO) -> int:
     return state["code"]
 
 
-def _run_asyncio(url: str, settings: Any, stdin: Any, out: TextIO) -> int:
+def _run_asyncio(url: str, settings: Any, stdin: Any, out: TextIO, linger: float) -> int:
     import asyncio
 
     from wskit import asyncio as wasyncio
@@ -163,6 +181,8 @@ def _run_asyncio(url: str, settings: Any, stdin: Any, out: TextIO) -> int:
                 if not line:
                     break
                 handlers[0].send_line(line.decode("utf-8", "replace").rstrip("\r\n"))
+            while conn.is_connected and handlers[0].quiet_for() < linger:
+                await asyncio.sleep(linger - handlers[0].quiet_for())
             if conn.is_connected:
                 conn.close(1000)
 

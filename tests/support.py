@@ -41,7 +41,7 @@ def python_env() -> dict[str, str]:
 class ServerProcess:
     """``wskit serve`` (or any command printing 'serving') in a subprocess.
 
-    Waits for the readiness line on stderr instead of sleeping; keeps the
+    Waits for the readiness line on its output (stdout and stderr merged) instead of sleeping; keeps the
     whole log in ``self.lines`` for assertions.
     """
 
@@ -56,8 +56,8 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
 
     def _pump(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        for raw in self.proc.stderr:
+        assert self.proc is not None and self.proc.stdout is not None
+        for raw in self.proc.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             self.lines.append(line)
             if self.ready in line:
@@ -65,7 +65,7 @@ class ServerProcess:
         self._ready.set()
 
     def __enter__(self) -> ServerProcess:
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      env=python_env(), cwd=self.cwd or str(ROOT))
         threading.Thread(target=self._pump, daemon=True).start()
         if not self._ready.wait(self.timeout) or self.proc.poll() is not None:
@@ -98,3 +98,72 @@ class ServerProcess:
 def serve(backend: str, *args: str, port: int | None = None) -> tuple[ServerProcess, int]:
     port = port or free_port()
     return ServerProcess(["--backend", backend, "--port", str(port), *args]), port
+
+
+# -- raw RFC 6455 client for what libraries refuse to send --------------------------------------
+
+import base64
+import struct
+
+
+def raw_connect(port: int, path: str = "/ws", headers: dict[str, str] | None = None,
+                timeout: float = 10) -> tuple[socket.socket, bytes]:
+    """TCP connect and complete a handshake by hand; returns (socket, response head)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+    ]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):  # byte by byte: frames may follow at once
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        head += chunk
+    return sock, head
+
+
+def encode_frame(opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False) -> bytes:
+    b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
+    mask = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", b0, 0x80 | n)
+    elif n < 65536:
+        header = struct.pack("!BBH", b0, 0x80 | 126, n)
+    else:
+        header = struct.pack("!BBQ", b0, 0x80 | 127, n)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return header + mask + masked
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("connection closed")
+        data += chunk
+    return data
+
+
+def read_frame(sock: socket.socket) -> tuple[int, bytes]:
+    """Read one unmasked server frame: (opcode, payload)."""
+    b0, b1 = _recv_exact(sock, 2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", _recv_exact(sock, 2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", _recv_exact(sock, 8))[0]
+    return b0 & 0x0F, _recv_exact(sock, n)
+
+
+def close_code(payload: bytes) -> int | None:
+    return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .compression import check_codecs
 from .hub import Hub, InProcessHub
 from .negotiation import SubprotocolRegistry
 from .origin import OriginPolicy
@@ -29,6 +30,8 @@ class WebSocketApp:
         hub: Hub | None = None,
     ):
         self.settings = (settings or ServerSettings()).validate()
+        if self.settings.compression.enabled:
+            check_codecs(self.settings.compression)
         self.hub: Hub = hub if hub is not None else InProcessHub()
         self.services: dict[str, Any] = {}
         if registry is None:
@@ -51,7 +54,15 @@ class WebSocketApp:
     def connection_closed(self, connection: Any) -> None:
         self.connections.discard(connection)
 
-    def close_all(self, code: int = 1001, reason: str = "server shutting down") -> None:
+    def close_all(self, code: int = 1001, reason: str = "server shutting down") -> list[Any]:
+        """Start the closing handshake on every open connection.
+
+        Returns the connections' ``is_closed`` futures, so a caller can wait
+        (bounded by the close-handshake timeout) before the loop stops.
+        """
+        closing = []
         for connection in list(self.connections):
             if connection.is_connected:
                 connection.close(code, reason)
+                closing.append(connection.is_closed)
+        return closing

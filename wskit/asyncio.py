@@ -38,6 +38,8 @@ BACKEND = "asyncio"
 class ServerProtocol(ServerProtocolMixin, _ServerProtocol):
     """A wskit server connection on asyncio; subclass it in Autobahn's style if you like."""
 
+    log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
+
 
 class ServerFactory(ServerFactoryMixin, _ServerFactory):
     protocol = ServerProtocol
@@ -53,6 +55,8 @@ class ServerFactory(ServerFactoryMixin, _ServerFactory):
 
 class ClientProtocol(ClientProtocolMixin, _ClientProtocol):
     """A wskit client connection on asyncio."""
+
+    log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
 
 
 class ClientFactory(ClientFactoryMixin, _ClientFactory):
@@ -98,10 +102,15 @@ class WebSocketServer:
         return self._server.sockets
 
     def close(self) -> None:
+        """Stop listening and start closing every connection with 1001."""
         self._server.close()
-        self.app.close_all()
+        self._closing = self.app.close_all()
 
     async def wait_closed(self) -> None:
+        """Wait for the closing handshakes (at most the close-handshake timeout)."""
+        closing = getattr(self, "_closing", [])
+        if closing:
+            await asyncio.wait(closing, timeout=self.app.settings.timeouts.close_handshake + 0.5)
         await self._server.wait_closed()
 
     async def serve_forever(self) -> None:
@@ -112,6 +121,7 @@ class WebSocketServer:
 
     async def __aexit__(self, *exc: Any) -> None:
         self.close()
+        await self.wait_closed()
 
 
 async def serve(settings: ServerSettings | None = None, app: WebSocketApp | None = None,

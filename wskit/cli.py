@@ -72,10 +72,17 @@ def describe_connect_error(exc: BaseException, url: str) -> str:
 # -- serve ---------------------------------------------------------------------
 
 
-def start_logging() -> None:
+def start_logging(backend: str) -> None:
+    """One line per event on stderr; our own error lines stay plain (no stdio capture)."""
     import txaio
 
-    txaio.start_logging(out=sys.stderr, level="info")
+    if backend == "twisted":
+        from twisted.logger import globalLogBeginner, textFileLogObserver
+
+        txaio.set_global_log_level("info")
+        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+    else:
+        txaio.start_logging(out=sys.stderr, level="info")
 
 
 def serve_twisted(settings: ServerSettings) -> int:
@@ -83,7 +90,7 @@ def serve_twisted(settings: ServerSettings) -> int:
 
     from . import twisted as wtwisted
 
-    start_logging()
+    start_logging("twisted")
     svc = wtwisted.WebSocketService(settings, reactor=reactor)
     status = {"code": 0}
 
@@ -114,7 +121,7 @@ def serve_asyncio(settings: ServerSettings) -> int:
         wasyncio.install_uvloop()
 
     async def main() -> int:
-        start_logging()
+        start_logging("asyncio")
         try:
             server = await wasyncio.serve(settings)
         except OSError as exc:
@@ -129,7 +136,7 @@ def serve_asyncio(settings: ServerSettings) -> int:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         server.close()
-        await asyncio.sleep(0.05)  # let close frames go out
+        await server.wait_closed()
         return 0
 
     return asyncio.run(main())
@@ -156,7 +163,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def client_settings_from_args(args: argparse.Namespace) -> ClientSettings:
     return ClientSettings(
         subprotocols=tuple(args.subprotocol or ()),
-        compression=CompressionSettings(enabled=not args.no_compress, server_max_window_bits=15),
+        compression=CompressionSettings(
+            enabled=not args.no_compress,
+            server_max_window_bits=args.server_max_window_bits,
+            client_max_window_bits=args.client_max_window_bits,
+            server_no_context_takeover=args.server_no_context_takeover,
+            client_no_context_takeover=args.client_no_context_takeover,
+            codecs=tuple(args.compression or CompressionSettings().codecs),
+        ),
         origin=args.origin,
         ca_file=args.ca_file,
         limits=LimitSettings(max_message_size=args.max_message_size),
@@ -171,7 +185,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         fail(str(exc), EXIT_USAGE)
     try:
-        return run_interactive(args.url, settings, backend=args.backend)
+        return run_interactive(args.url, settings, backend=args.backend, linger=args.linger)
     except UserError as exc:
         fail(str(exc))
 
@@ -204,9 +218,21 @@ def build_parser() -> argparse.ArgumentParser:
     connect.add_argument("--subprotocol", "-s", action="append", metavar="NAME",
                          help="offer this subprotocol (repeatable, in preference order)")
     connect.add_argument("--no-compress", action="store_true", help="do not offer permessage-deflate")
+    connect.add_argument("--server-max-window-bits", type=int, default=15, metavar="BITS",
+                         help="ask the server to compress with at most this window, 9-15 (15: don't ask)")
+    connect.add_argument("--client-max-window-bits", type=int, default=CompressionSettings().client_max_window_bits,
+                         metavar="BITS", help="window this client compresses with, 9-15")
+    connect.add_argument("--server-no-context-takeover", action="store_true",
+                         help="ask the server to reset its compressor after each message")
+    connect.add_argument("--client-no-context-takeover", action="store_true",
+                         help="reset this client's compressor after each message")
+    connect.add_argument("--compression", action="append", metavar="EXT",
+                         help="offer this compression extension (repeatable; default permessage-deflate)")
     connect.add_argument("--origin", help="send this Origin header")
     connect.add_argument("--ca-file", metavar="FILE", help="trust this PEM CA/certificate for wss://")
     connect.add_argument("--max-message-size", type=int, default=16 * 1024 * 1024, metavar="BYTES")
+    connect.add_argument("--linger", type=float, default=0.5, metavar="SECONDS",
+                         help="after end of input, close once nothing has arrived for this long")
     connect.add_argument("--backend", choices=BACKENDS, default="twisted")
     connect.set_defaults(func=cmd_connect)
 

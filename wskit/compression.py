@@ -67,19 +67,28 @@ def tune_extension(pmce: Any, settings: CompressionSettings) -> None:
 
 
 class _DeflateOfferAccept(PerMessageDeflateOfferAccept):
-    """Accept that also announces a server_no_context_takeover we chose ourselves.
+    """Accept whose response states the parameters this server really uses.
 
-    RFC 7692 7.1.1.1 lets a server include the parameter even when the client
-    did not ask, so the client can free its decompression context too.
+    Autobahn echoes the client's requested ``server_max_window_bits``; we
+    answer with the window we compress with (RFC 7692 7.1.2.1 allows the same
+    or a smaller value), and announce a ``server_no_context_takeover`` we
+    chose ourselves (7.1.1.1 allows it unrequested) so the client can free
+    its decompression context too.
     """
 
     announce_no_context_takeover = False
 
     def get_extension_string(self) -> str:
-        text = super().get_extension_string()
-        if self.announce_no_context_takeover and not self.offer.request_no_context_takeover:
-            text += "; server_no_context_takeover"
-        return text
+        params = [self.EXTENSION_NAME]
+        if self.offer.request_no_context_takeover or self.announce_no_context_takeover:
+            params.append("server_no_context_takeover")
+        if self.offer.request_max_window_bits:
+            params.append(f"server_max_window_bits={self.window_bits}")
+        if self.request_no_context_takeover:
+            params.append("client_no_context_takeover")
+        if self.request_max_window_bits:
+            params.append(f"client_max_window_bits={self.request_max_window_bits}")
+        return "; ".join(params)
 
 
 def accept_deflate_offer(
@@ -92,10 +101,10 @@ def accept_deflate_offer(
     request_client_bits = 0
     if offer.accept_max_window_bits and settings.client_max_window_bits < MAX_WINDOW_BITS:
         request_client_bits = settings.client_max_window_bits
-    no_context = settings.server_no_context_takeover or offer.request_no_context_takeover
+    no_context = bool(settings.server_no_context_takeover or offer.request_no_context_takeover)
     accept = _DeflateOfferAccept(
         offer,
-        request_no_context_takeover=settings.client_no_context_takeover and offer.accept_no_context_takeover,
+        request_no_context_takeover=bool(settings.client_no_context_takeover and offer.accept_no_context_takeover),
         request_max_window_bits=request_client_bits,
         no_context_takeover=no_context,
         window_bits=window,
@@ -138,7 +147,7 @@ def make_client_offers(settings: CompressionSettings) -> list[Any]:
                 PerMessageDeflateOffer(
                     accept_no_context_takeover=True,
                     accept_max_window_bits=True,
-                    request_no_context_takeover=settings.server_no_context_takeover,
+                    request_no_context_takeover=bool(settings.server_no_context_takeover),
                     request_max_window_bits=(
                         settings.server_max_window_bits
                         if settings.server_max_window_bits < MAX_WINDOW_BITS
@@ -159,7 +168,7 @@ def accept_deflate_response(
         window = min(window, response.client_max_window_bits)
     return PerMessageDeflateResponseAccept(
         response,
-        no_context_takeover=settings.client_no_context_takeover or response.client_no_context_takeover,
+        no_context_takeover=bool(settings.client_no_context_takeover or response.client_no_context_takeover),
         window_bits=window,
         mem_level=settings.mem_level,
         max_message_size=max_message_size or None,

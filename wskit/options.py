@@ -111,6 +111,8 @@ def server_settings(values: dict[str, Any], backend: str = "twisted") -> ServerS
                 value = values.get(name)
                 if opt.repeatable:
                     return tuple(value or ())
+                if opt.kind is None:  # twistd hands flags over as 0/1
+                    return bool(value)
                 return opt.default if value is None else value
         raise KeyError(name)
 

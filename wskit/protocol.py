@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import txaio
 from autobahn.websocket.types import ConnectionDeny
+from autobahn.util import encode_truncate
 
 from .compression import (
     describe_extensions,
@@ -28,6 +29,7 @@ from .settings import ClientSettings, ServerSettings
 from .static import content_type, resolve_static_file, static_root
 
 CLOSE_INTERNAL_ERROR = 1011
+ALLOWED_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
 
 
 class ConnectionMixin:
@@ -66,7 +68,19 @@ class ConnectionMixin:
         self.sendPreparedMessage(prepared)
 
     def close(self, code: int = 1000, reason: str | None = None) -> None:
-        self.sendClose(code, reason)
+        """Start the closing handshake.
+
+        Unlike Autobahn's ``sendClose`` (1000 or 3000-4999 only), endpoints may
+        send the RFC 6455 codes that describe application decisions too:
+        1001 going away, 1003 unsupported data, 1008 policy violation,
+        1009 too big, 1011 internal error.
+        """
+        if code not in ALLOWED_CLOSE_CODES and not 3000 <= code <= 4999:
+            raise ValueError(f"close code {code} may not be sent (RFC 6455 7.4)")
+        if self.state != self.STATE_OPEN:
+            return
+        reason_utf8 = encode_truncate(reason, 123) if reason else None
+        self.sendCloseFrame(code=code, reasonUtf8=reason_utf8, isReply=False)
 
     @property
     def is_connected(self) -> bool:
@@ -111,8 +125,7 @@ class ConnectionMixin:
             method=method,
             peer=self.peer,
         )
-        if self.state == self.STATE_OPEN:
-            self.sendClose(CLOSE_INTERNAL_ERROR, "internal error")
+        self.close(CLOSE_INTERNAL_ERROR, "internal error")
         return None
 
     def _subprotocol_label(self) -> str:

@@ -41,6 +41,8 @@ BACKEND = "twisted"
 class ServerProtocol(ServerProtocolMixin, _ServerProtocol):
     """A wskit server connection on Twisted; subclass it in Autobahn's style if you like."""
 
+    log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
+
 
 class ServerFactory(ServerFactoryMixin, _ServerFactory):
     """Autobahn server factory configured from a :class:`WebSocketApp`."""
@@ -58,6 +60,8 @@ class ServerFactory(ServerFactoryMixin, _ServerFactory):
 
 class ClientProtocol(ClientProtocolMixin, _ClientProtocol):
     """A wskit client connection on Twisted."""
+
+    log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
 
 
 class ClientFactory(ClientFactoryMixin, _ClientFactory):
@@ -115,7 +119,9 @@ def build_site(app: WebSocketApp, protocol: type | None = None) -> server.Site:
         parent.putChild(segment, child)
         parent = child
     parent.putChild(segments[-1], ws)
-    site = server.Site(root)
+    # Until a request has arrived, the HTTP idle timeout is the opening-handshake
+    # timeout: a client that connects and says nothing is dropped just as fast.
+    site = server.Site(root, timeout=settings.timeouts.open_handshake or None)
     site.noisy = False
     site.wskit_app = app
     site.wskit_factory = ws._factory
@@ -151,7 +157,8 @@ class WebSocketService(service.Service):
         self.site = build_site(self.app, protocol=protocol)
         self._reactor = reactor
         self.port: Any = None
-        self.listening: defer.Deferred = defer.Deferred()
+        self._listen_result: Any = None
+        self._waiting: list[defer.Deferred] = []
 
     @property
     def settings(self) -> ServerSettings:
@@ -171,22 +178,43 @@ class WebSocketService(service.Service):
 
         def listening(port):
             self.port = port
-            self.listening.callback(port)
+            self._settle(port)
             return port
 
         def failed(fail):
-            self.listening.errback(fail)
+            self._settle(fail)
             return fail
 
         d.addCallbacks(listening, failed)
         return d
 
-    def stopService(self) -> defer.Deferred | None:
+    def _settle(self, result: Any) -> None:
+        self._listen_result = result
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(result)  # a Failure result errbacks
+
+    def when_listening(self) -> defer.Deferred:
+        """A Deferred that fires with the listening port (or the failure to listen)."""
+        if self._listen_result is not None:
+            return defer.succeed(self._listen_result)
+        d: defer.Deferred = defer.Deferred()
+        self._waiting.append(d)
+        return d
+
+    def stopService(self) -> defer.Deferred:
+        """Stop listening, close every connection with 1001 and wait for the closing
+        handshakes (at most the close-handshake timeout) so the close frames reach peers."""
         super().stopService()
-        self.app.close_all()
-        if self.port is not None:
-            return defer.maybeDeferred(self.port.stopListening)
-        return None
+        stopped = defer.maybeDeferred(self.port.stopListening) if self.port is not None else defer.succeed(None)
+        closing = self.app.close_all()
+        if not closing:
+            return stopped
+        done = defer.DeferredList([stopped, *closing], consumeErrors=True)
+        reactor = self._get_reactor()
+        timer = reactor.callLater(self.settings.timeouts.close_handshake + 0.5, done.cancel)
+        done.addBoth(lambda _: timer.cancel() if timer.active() else None)
+        return done
 
 
 def listen(settings: ServerSettings | None = None, reactor: Any = None, app: WebSocketApp | None = None,

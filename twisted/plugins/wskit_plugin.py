@@ -8,6 +8,14 @@ from twisted.python import usage
 from zope.interface import implementer
 
 
+def _collector(opt):
+    def collect(self, value):
+        self.setdefault(opt.dest, []).append(opt.kind(value))
+
+    collect.__doc__ = opt.help
+    return collect
+
+
 def _build_options():
     from wskit.options import SERVER_OPTIONS
 
@@ -17,11 +25,7 @@ def _build_options():
         if opt.kind is None:
             flags.append([opt.name, None, opt.help])
         elif opt.repeatable:
-            def collect(self, value, _opt=opt):
-                self.setdefault(_opt.dest, []).append(_opt.kind(value))
-
-            collect.__doc__ = opt.help
-            methods["opt_" + opt.dest] = collect
+            methods["opt_" + opt.dest] = _collector(opt)
         else:
             params.append([opt.name, None, opt.default, opt.help, opt.kind])
 

@@ -1,0 +1,91 @@
+"""permessage-deflate offer/accept policy, without sockets."""
+
+import zlib
+
+import pytest
+from autobahn.websocket.compress import (
+    PerMessageDeflate,
+    PerMessageDeflateOffer,
+    PerMessageDeflateResponse,
+)
+
+from wskit.compression import (
+    TunedPerMessageDeflate,
+    accept_deflate_offer,
+    make_client_accept,
+    make_client_offers,
+    make_server_accept,
+    tune_extension,
+)
+from wskit.settings import CompressionSettings, SettingsError
+
+
+def offer(header_params):
+    return PerMessageDeflateOffer.parse({k: [v] for k, v in header_params.items()})
+
+
+def test_default_server_accept_asks_client_for_12_bit_window():
+    accept = accept_deflate_offer(offer({"client_max_window_bits": True}), CompressionSettings())
+    assert accept.get_extension_string() == "permessage-deflate; client_max_window_bits=12"
+    pmce = PerMessageDeflate.create_from_offer_accept(True, accept)
+    assert (pmce.server_max_window_bits, pmce.client_max_window_bits, pmce.mem_level) == (12, 12, 5)
+
+
+def test_client_without_window_param_is_not_asked():
+    accept = accept_deflate_offer(offer({}), CompressionSettings())
+    assert accept.get_extension_string() == "permessage-deflate"
+
+
+def test_requested_server_window_answered_with_what_server_uses():
+    accept = accept_deflate_offer(offer({"server_max_window_bits": "14"}), CompressionSettings())
+    assert "server_max_window_bits=12" in accept.get_extension_string()
+    accept = accept_deflate_offer(offer({"server_max_window_bits": "10"}), CompressionSettings())
+    assert "server_max_window_bits=10" in accept.get_extension_string()
+
+
+def test_no_context_takeover_both_sides_announced():
+    settings = CompressionSettings(server_no_context_takeover=True, client_no_context_takeover=True)
+    text = accept_deflate_offer(offer({}), settings).get_extension_string()
+    assert "server_no_context_takeover" in text and "client_no_context_takeover" in text
+
+
+def test_server_accept_skips_disabled_codecs():
+    accept = make_server_accept(CompressionSettings(codecs=("permessage-deflate",)))
+    assert accept([offer({})]).get_extension_string().startswith("permessage-deflate")
+    assert accept([]) is None
+
+
+def test_unavailable_codec_is_a_clear_error():
+    with pytest.raises(SettingsError, match="permessage-nothing"):
+        make_server_accept(CompressionSettings(codecs=("permessage-nothing",)))
+
+
+def test_client_offer_and_response_accept():
+    (client_offer,) = make_client_offers(CompressionSettings(server_max_window_bits=10))
+    assert client_offer.get_extension_string() == (
+        "permessage-deflate; client_no_context_takeover; client_max_window_bits; server_max_window_bits=10"
+    )
+    accept = make_client_accept(CompressionSettings(client_max_window_bits=12))
+    response = PerMessageDeflateResponse(9, True, 10, False)
+    pmce = PerMessageDeflate.create_from_response_accept(False, accept(response))
+    assert pmce.client_max_window_bits == 9 and pmce.client_no_context_takeover
+
+
+def test_level_applies_through_tuned_class():
+    accept = accept_deflate_offer(offer({}), CompressionSettings(level=1))
+    pmce = PerMessageDeflate.create_from_offer_accept(True, accept)
+    tune_extension(pmce, CompressionSettings(level=1))
+    assert isinstance(pmce, TunedPerMessageDeflate) and pmce.level == 1
+    pmce.start_compress_message()
+    data = pmce.compress_message_data(b"hello hello hello") + pmce.end_compress_message()
+    assert zlib.decompressobj(-15).decompress(data + b"\x00\x00\xff\xff") == b"hello hello hello"
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("server_max_window_bits", 8), ("client_max_window_bits", 16), ("mem_level", 0), ("level", 10),
+     ("threshold", -1)],
+)
+def test_settings_validation(field, value):
+    with pytest.raises(SettingsError, match=field):
+        CompressionSettings(**{field: value}).validate()
