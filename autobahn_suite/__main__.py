@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import sys
 import time
+from pathlib import Path
 
 from .config import ALL_PATHS, CLIENT_PATHS, QUICK_CASES, REPORTS_DIR, SERVER_PATHS
 from .runner import (
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(e.g. ws://127.0.0.1:9001 from `kosoku -m fuzzingserver`)")
     parser.add_argument("--parallel", type=int, default=2, metavar="N",
                         help="cases run at once (default: 2)")
+    parser.add_argument("--outdir", metavar="DIR",
+                        help=f"reports folder for a single path (default: {REPORTS_DIR}/<path>)")
     parser.add_argument("--baseline", action="store_true",
                         help="server: fuzz a plain Autobahn echo server instead of wskit, for comparison")
     return parser
@@ -53,12 +56,13 @@ async def run(args: argparse.Namespace) -> list[PathResult]:
         plan = list(ALL_PATHS)
     else:
         plan = [(args.side, args.backend or "twisted")]
+    outdir = Path(args.outdir) if args.outdir else None
     paths = []
     for side, backend in plan:
         if side == "server":
-            path = await run_server_path(backend, cases, args.parallel, args.against, args.baseline)
+            path = await run_server_path(backend, cases, args.parallel, args.against, args.baseline, outdir)
         else:
-            path = await run_client_path(backend, cases, args.parallel, args.against)
+            path = await run_client_path(backend, cases, args.parallel, args.against, outdir)
         print(format_summary(path), flush=True)
         paths.append(path)
     return paths
@@ -73,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--baseline is for 'server' with --backend twisted or asyncio")
     if args.against and args.side == "all":
         parser.error("--against needs 'server' or 'client'")
+    if args.outdir and args.side == "all":
+        parser.error("--outdir is for a single path ('server' or 'client')")
     if args.full and args.cases:
         parser.error("give --full or --cases, not both")
     if args.parallel < 1:

@@ -35,20 +35,24 @@ class SuiteError(Exception):
 # -- verdicts --------------------------------------------------------------------
 
 
-def case_problems(result: Any) -> list[str]:
-    """Why one case result fails the suite's rules (empty when it passes).
+def verdict_problems(behavior: str, close: str, result: str = "", result_close: str = "") -> list[str]:
+    """Why a case verdict fails the suite's rules (empty when it passes).
 
     Passing means: behaviour OK, NON-STRICT or INFORMATIONAL (never FAILED,
     ERROR or UNIMPLEMENTED) and a close verdict of OK or INFORMATIONAL.
     """
     problems = []
-    behavior = result.behavior.value
     if behavior in ("FAILED", "ERROR", "UNIMPLEMENTED"):
-        problems.append(f"behaviour {behavior}: {result.result}")
-    close = result.behavior_close.value
+        problems.append(f"behaviour {behavior}: {result}")
     if close not in GOOD_CLOSE:
-        problems.append(f"close {close}: {result.result_close}")
+        problems.append(f"close {close}: {result_close}")
     return problems
+
+
+def case_problems(result: Any) -> list[str]:
+    """:func:`verdict_problems` for a kosoku ``CaseResult``."""
+    return verdict_problems(result.behavior.value, result.behavior_close.value, result.result,
+                            result.result_close)
 
 
 def group_of(case_id: str) -> str:
@@ -132,6 +136,8 @@ def format_summary(path: PathResult) -> str:
         lines.append("   non-strict/informational: " + ", ".join(f"{c} ({b}/{cl})" for c, b, cl in notable))
     for case_id, problems in path.failures:
         lines.append(f"   FAIL {case_id}: " + "; ".join(problems))
+    if path.verdicts_elsewhere:
+        lines.append("   verdicts: in the fuzzingserver's own report (this side only ran the client)")
     lines.append(f"   verdict: {'PASS' if path.ok else 'FAIL'}")
     return "\n".join(lines)
 
