@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import time
 from pathlib import Path
@@ -68,6 +69,10 @@ async def run(args: argparse.Namespace) -> list[PathResult]:
     return paths
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -83,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --full or --cases, not both")
     if args.parallel < 1:
         parser.error("--parallel must be at least 1")
+    # Stop testee processes on SIGTERM too (the cleanup runs on KeyboardInterrupt).
+    signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
     try:
         paths = asyncio.run(run(args))
