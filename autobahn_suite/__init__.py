@@ -1,0 +1,1 @@
+"""Autobahn TestSuite conformance harness for wskit: ``python -m autobahn_suite --help``."""
