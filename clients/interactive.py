@@ -125,10 +125,11 @@ def _run_twisted(url: str, settings: Any, out: TextIO, linger: float) -> int:
         handler = handlers[0]
         if not handler.connection.is_connected:
             return
-        if handler.quiet_for() >= linger:
+        quiet = handler.quiet_for()  # read once: a second read could pass linger
+        if quiet >= linger:
             handler.connection.close(1000)
         else:
-            reactor.callLater(linger - handler.quiet_for(), close_when_quiet)
+            reactor.callLater(linger - quiet, close_when_quiet)
 
     def opened(conn: Any) -> None:
         stdio.StandardIO(Input())
@@ -181,8 +182,8 @@ def _run_asyncio(url: str, settings: Any, stdin: Any, out: TextIO, linger: float
                 if not line:
                     break
                 handlers[0].send_line(line.decode("utf-8", "replace").rstrip("\r\n"))
-            while conn.is_connected and handlers[0].quiet_for() < linger:
-                await asyncio.sleep(linger - handlers[0].quiet_for())
+            while conn.is_connected and (quiet := handlers[0].quiet_for()) < linger:
+                await asyncio.sleep(linger - quiet)
             if conn.is_connected:
                 conn.close(1000)
 
