@@ -46,8 +46,9 @@ class ServerProcess:
     """
 
     def __init__(self, args: Sequence[str], ready: str = "serving", cmd: Sequence[str] | None = None,
-                 timeout: float = 20, cwd: str | None = None):
+                 timeout: float = 20, cwd: str | None = None, env: dict[str, str] | None = None):
         self.cmd = list(cmd or [sys.executable, "-m", "wskit", "serve"]) + list(args)
+        self.env = {**python_env(), **(env or {})}
         self.ready = ready
         self.timeout = timeout
         self.cwd = cwd
@@ -66,7 +67,7 @@ class ServerProcess:
 
     def __enter__(self) -> ServerProcess:
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env=python_env(), cwd=self.cwd or str(ROOT))
+                                     env=self.env, cwd=self.cwd or str(ROOT))
         threading.Thread(target=self._pump, daemon=True).start()
         if not self._ready.wait(self.timeout) or self.proc.poll() is not None:
             self.stop()
@@ -98,6 +99,17 @@ class ServerProcess:
 def serve(backend: str, *args: str, port: int | None = None) -> tuple[ServerProcess, int]:
     port = port or free_port()
     return ServerProcess(["--backend", backend, "--port", str(port), *args]), port
+
+
+# Run from the checkout root, so an editable install's twistd finds twisted/plugins/wskit_plugin.py.
+TWISTD = [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"]
+
+
+def twistd(*args: str, port: int | None = None, ready: str = "wskit: serving") -> tuple[ServerProcess, int]:
+    """``twistd -n wskit --port P ARGS`` (no pid file)."""
+    port = port or free_port()
+    return ServerProcess(["-n", "--pidfile=", "wskit", "--port", str(port), *args], ready=ready,
+                         cmd=TWISTD), port
 
 
 # -- raw RFC 6455 client for what libraries refuse to send --------------------------------------

@@ -89,3 +89,45 @@ def test_level_applies_through_tuned_class():
 def test_settings_validation(field, value):
     with pytest.raises(SettingsError, match=field):
         CompressionSettings(**{field: value}).validate()
+
+
+def _tuned_pair(server_no_context_takeover: bool, client_no_context_takeover: bool):
+    settings = CompressionSettings(server_no_context_takeover=server_no_context_takeover,
+                                   client_no_context_takeover=client_no_context_takeover)
+    pair = []
+    for is_server in (True, False):
+        pmce = PerMessageDeflate(is_server, server_no_context_takeover, client_no_context_takeover, 12, 12, 5)
+        tune_extension(pmce, settings)
+        pair.append(pmce)
+    return pair
+
+
+def _send(sender, receiver, payload: bytes) -> bytes:
+    sender.start_compress_message()
+    data = sender.compress_message_data(payload) + sender.end_compress_message()
+    receiver.start_decompress_message()
+    out = receiver.decompress_message_data(data)
+    receiver.end_decompress_message()
+    return out
+
+
+@pytest.mark.parametrize("server_reset, client_reset", [(True, False), (False, True), (True, True)])
+def test_no_context_takeover_frees_zlib_contexts_between_messages(server_reset, client_reset):
+    server, client = _tuned_pair(server_reset, client_reset)
+    message = b'{"type": "message", "text": "hello hello hello"}'
+    for _ in range(3):  # contexts are rebuilt for each message and work every time
+        assert _send(server, client, message) == message
+        assert _send(client, server, message) == message
+    # A direction without context takeover keeps no zlib state while idle; one with it keeps its state.
+    assert (server._compressor is None, client._decompressor is None) == (server_reset, server_reset)
+    assert (client._compressor is None, server._decompressor is None) == (client_reset, client_reset)
+
+
+def test_zlib_default_level_is_tuned_too_so_contexts_are_freed():
+    pmce = PerMessageDeflate(True, True, False, 12, 12, 5)
+    tune_extension(pmce, CompressionSettings(level=-1, server_no_context_takeover=True))
+    assert isinstance(pmce, TunedPerMessageDeflate) and pmce.level == zlib.Z_DEFAULT_COMPRESSION
+    pmce.start_compress_message()
+    pmce.compress_message_data(b"x" * 100)
+    pmce.end_compress_message()
+    assert pmce._compressor is None

@@ -20,8 +20,19 @@ if _os.path.isfile(_os.path.join(_checkout, "pyproject.toml")) and _os.path.isfi
     __path__.append(_checkout)  # type: ignore[name-defined]  # noqa: F821
 
 from .app import WebSocketApp  # noqa: E402
+from .broadcast import Broadcast  # noqa: E402
+from .clients import (  # noqa: E402
+    ChatClient,
+    ClientConnection,
+    ConnectionClosed,
+    PubSubClient,
+    RequestError,
+    RPCClient,
+    connect,
+)
 from .handler import Connection, Handler  # noqa: E402
 from .hub import Hub, InProcessHub  # noqa: E402
+from .jsonrpc import InvalidParams, RPCError, RPCService  # noqa: E402
 from .negotiation import (  # noqa: E402
     NegotiationError,
     NoCommonSubprotocol,
@@ -31,7 +42,9 @@ from .negotiation import (  # noqa: E402
 )
 from .origin import OriginPolicy  # noqa: E402
 from .protocol import HandshakeError  # noqa: E402
+from .serializers import DecodeError, Serializer, get_serializer  # noqa: E402
 from .settings import (  # noqa: E402
+    AppSettings,
     ClientSettings,
     CompressionSettings,
     LimitSettings,
@@ -44,17 +57,30 @@ from .settings import (  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "AppSettings",
+    "Broadcast",
+    "ChatClient",
+    "ClientConnection",
     "ClientSettings",
     "CompressionSettings",
     "Connection",
+    "ConnectionClosed",
+    "DecodeError",
     "Handler",
     "HandshakeError",
     "Hub",
     "InProcessHub",
+    "InvalidParams",
     "LimitSettings",
     "NegotiationError",
     "NoCommonSubprotocol",
     "OriginPolicy",
+    "PubSubClient",
+    "RPCClient",
+    "RPCError",
+    "RPCService",
+    "RequestError",
+    "Serializer",
     "ServerSettings",
     "SettingsError",
     "SubprotocolRegistry",
@@ -62,5 +88,7 @@ __all__ = [
     "TimeoutSettings",
     "UnexpectedSubprotocol",
     "WebSocketApp",
+    "connect",
+    "get_serializer",
     "negotiate_subprotocol",
 ]

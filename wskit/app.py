@@ -47,6 +47,22 @@ class WebSocketApp:
         self.registry = registry
         self.origin_policy = OriginPolicy(self.settings.allowed_origins)
         self.connections: set[Any] = set()
+        self._ticker: Any = None
+
+    def start(self) -> None:
+        """Start background work (the demo ticker); the server calls this once listening."""
+        if self._ticker is None:
+            from .ticker import demo_ticker_for
+
+            self._ticker = demo_ticker_for(self)
+            if self._ticker is not None:
+                self._ticker.start()
+
+    def stop(self) -> None:
+        """Stop background work; the server calls this on shutdown."""
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker.stop()
 
     def connection_opened(self, connection: Any) -> None:
         self.connections.add(connection)

@@ -29,6 +29,7 @@ from .protocol import (  # noqa: E402
     ClientProtocolMixin,
     ServerFactoryMixin,
     ServerProtocolMixin,
+    factory_url,
 )
 from .settings import ClientSettings, ServerSettings  # noqa: E402
 
@@ -47,7 +48,7 @@ class ServerFactory(ServerFactoryMixin, _ServerFactory):
     def __init__(self, app: WebSocketApp | None = None, *, settings: ServerSettings | None = None,
                  protocol: type | None = None):
         app = app or WebSocketApp(settings)
-        super().__init__(url=app.settings.url, loop=asyncio.get_running_loop())
+        super().__init__(url=factory_url(app.settings), loop=asyncio.get_running_loop())
         if protocol is not None:
             self.protocol = protocol
         self._configure(app)
@@ -104,6 +105,7 @@ class WebSocketServer:
     def close(self) -> None:
         """Stop listening and start closing every connection with 1001."""
         self._server.close()
+        self.app.stop()
         self._closing = self.app.close_all()
 
     async def wait_closed(self) -> None:
@@ -142,6 +144,7 @@ async def serve(settings: ServerSettings | None = None, app: WebSocketApp | None
     server = await loop.create_server(
         factory, app.settings.host, app.settings.port, ssl=server_ssl_context(app.settings)
     )
+    app.start()
     return WebSocketServer(server, app)
 
 

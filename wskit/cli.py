@@ -51,6 +51,13 @@ def describe_listen_error(exc: BaseException, settings: ServerSettings) -> str:
 def describe_connect_error(exc: BaseException, url: str) -> str:
     from .protocol import HandshakeError
 
+    text = str(exc)
+    # ssl.SSLCertVerificationError is a ValueError: test for it before "bad URL".
+    if "certificate verify failed" in text or "CERTIFICATE_VERIFY_FAILED" in text:
+        detail = getattr(exc, "verify_message", None)
+        why = f"certificate verify failed: {detail}" if detail else "certificate verify failed"
+        return (f"TLS certificate of {url} is not trusted ({why}); "
+                f"pass --ca-file with the server's certificate or its CA")
     if isinstance(exc, HandshakeError):
         if exc.status:
             reason = exc.reason.split("]: ", 1)[-1]
@@ -65,7 +72,7 @@ def describe_connect_error(exc: BaseException, url: str) -> str:
         return f"cannot resolve host in {url}"
     if "Timeout" in name:
         return f"timed out connecting to {url}"
-    text = str(exc).strip() or name
+    text = text.strip() or name
     return f"cannot connect to {url}: {text}"
 
 

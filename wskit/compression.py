@@ -41,26 +41,46 @@ def check_codecs(settings: CompressionSettings) -> None:
 
 
 class TunedPerMessageDeflate(PerMessageDeflate):
-    """Autobahn's permessage-deflate with a configurable zlib level.
+    """Autobahn's permessage-deflate with a configurable zlib level, and
+    without idle zlib contexts when context takeover is off.
 
-    Autobahn always compresses at zlib's default level; level 1 costs a third
-    of the CPU for most chat/JSON payloads (see README).
+    Autobahn always compresses at zlib's default level (6, which wskit keeps
+    by default; see docs/performance.md for what other levels cost and save).
+    Without context takeover Autobahn builds a fresh compressor (or
+    decompressor) for each message but keeps the last one referenced, so an
+    idle connection still holds it; this class drops it once the message is
+    done, which is what no context takeover is for (zlib's state is most of
+    a compressed connection's memory).
     """
 
     level: int = zlib.Z_DEFAULT_COMPRESSION
 
+    def _sending_resets(self) -> bool:
+        return self.server_no_context_takeover if self._is_server else self.client_no_context_takeover
+
+    def _receiving_resets(self) -> bool:
+        return self.client_no_context_takeover if self._is_server else self.server_no_context_takeover
+
     def start_compress_message(self) -> None:
-        if self._is_server:
-            reset, bits = self.server_no_context_takeover, self.server_max_window_bits
-        else:
-            reset, bits = self.client_no_context_takeover, self.client_max_window_bits
-        if self._compressor is None or reset:
+        bits = self.server_max_window_bits if self._is_server else self.client_max_window_bits
+        if self._compressor is None or self._sending_resets():
             self._compressor = zlib.compressobj(self.level, zlib.DEFLATED, -bits, self.mem_level)
+
+    def end_compress_message(self) -> bytes:
+        data = super().end_compress_message()
+        if self._sending_resets():
+            self._compressor = None
+        return data
+
+    def end_decompress_message(self) -> None:
+        super().end_decompress_message()
+        if self._receiving_resets():
+            self._decompressor = None
 
 
 def tune_extension(pmce: Any, settings: CompressionSettings) -> None:
-    """Apply settings Autobahn's negotiation has no slot for (zlib level)."""
-    if type(pmce) is PerMessageDeflate and settings.level != zlib.Z_DEFAULT_COMPRESSION:
+    """Apply what Autobahn's negotiation has no slot for (zlib level, freeing idle contexts)."""
+    if type(pmce) is PerMessageDeflate:
         # Same object, subclass behaviour: Autobahn keeps its reference to it.
         pmce.__class__ = TunedPerMessageDeflate
         pmce.level = settings.level

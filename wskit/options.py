@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .settings import (
+    AppSettings,
     CompressionSettings,
     LimitSettings,
     ServerSettings,
@@ -23,6 +24,7 @@ _DEFAULT = ServerSettings()
 _C = CompressionSettings()
 _L = LimitSettings()
 _T = TimeoutSettings()
+_A = AppSettings()
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,16 @@ SERVER_OPTIONS: tuple[Option, ...] = (
            "each message"),
     Option("compression", str, None, "accept this compression extension (repeatable, e.g. "
            "permessage-deflate, permessage-brotli)", repeatable=True, metavar="EXT"),
+    Option("history-size", int, _A.history_size, "chat messages a room keeps for v2 joiners",
+           metavar="N"),
+    Option("error-budget", int, _A.error_budget, "bad messages a chat/pubsub/rpc connection may send "
+           "before it is closed with 1008 (0 = unlimited)", metavar="N"),
+    Option("max-buffered-bytes", int, _A.max_buffered_bytes, "drop a connection whose unsent "
+           "broadcast bytes exceed this (0 = no cap)", metavar="BYTES"),
     Option("tls-cert", str, None, "PEM certificate (chain) for wss:// and https://", metavar="FILE"),
     Option("tls-key", str, None, "PEM private key for --tls-cert", metavar="FILE"),
+    Option("ticker-interval", float, _DEFAULT.ticker_interval, "publish demo price ticks on pub/sub "
+           "topic ticks.demo every SECONDS (0 = off)", metavar="SECONDS"),
 )
 
 
@@ -153,6 +163,12 @@ def server_settings(values: dict[str, Any], backend: str = "twisted") -> ServerS
             auto_ping_timeout=get("ping_timeout"),
         ),
         tls=TLSSettings(cert=get("tls_cert"), key=get("tls_key")),
+        ticker_interval=get("ticker_interval"),
+        apps=AppSettings(
+            history_size=get("history_size"),
+            error_budget=get("error_budget"),
+            max_buffered_bytes=get("max_buffered_bytes"),
+        ),
     )
     return settings.validate()
 

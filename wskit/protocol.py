@@ -13,8 +13,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import txaio
-from autobahn.websocket.types import ConnectionDeny
 from autobahn.util import encode_truncate
+from autobahn.websocket.types import ConnectionDeny
 
 from .compression import (
     describe_extensions,
@@ -24,6 +24,7 @@ from .compression import (
     make_server_accept,
     tune_extension,
 )
+from .logs import log_failure
 from .negotiation import NegotiationError
 from .settings import ClientSettings, ServerSettings
 from .static import content_type, resolve_static_file, static_root
@@ -118,9 +119,10 @@ class ConnectionMixin:
             txaio.add_callbacks(future, None, lambda fail: self._handler_failed(fail, method))
 
     def _handler_failed(self, fail: Any, method: str = "handler") -> None:
-        self.log.failure(
+        log_failure(
+            self.log,
+            fail,
             "wskit: {subprotocol} {method} failed for {peer}: {log_failure.value}",
-            failure=fail,
             subprotocol=self.subprotocol,
             method=method,
             peer=self.peer,
@@ -176,6 +178,22 @@ class ServerProtocolMixin(ConnectionMixin):
         super()._connectionMade()
 
     def onConnect(self, request):
+        try:
+            return self._accept_handshake(request)
+        except ConnectionDeny as deny:
+            # One structured line per refusal, so operators see who was turned away and why.
+            self.log.info(
+                "wskit: refused peer={peer} status={status} origin={origin} path={path}: {reason}",
+                peer=self.peer,
+                status=deny.code,
+                origin=request.origin or "-",
+                path=request.path,
+                reason=deny.reason,
+                wskit_event="refused",
+            )
+            raise
+
+    def _accept_handshake(self, request):
         settings: ServerSettings = self.app.settings
         if self.factory.check_path and urlsplit(request.path).path != settings.path:
             raise ConnectionDeny(404, f"no WebSocket endpoint at {request.path} (try {settings.path})")
@@ -261,6 +279,21 @@ class ServerProtocolMixin(ConnectionMixin):
         for name, value in headers:
             head += f"{name}: {value}\r\n"
         self.sendData(head.encode() + b"\r\n" + body)
+        # A complete HTTP exchange: Autobahn drops the connection next, and would
+        # log every page or asset fetch as an unclean drop (a warning) otherwise.
+        self.wasClean = True
+
+
+def factory_url(settings: ServerSettings) -> str:
+    """The URL an Autobahn server factory is created with.
+
+    Autobahn refuses port 0 in a URL, but ``--port 0`` (pick a free port) is
+    valid: the factory only uses the URL's scheme (ws/wss), so leave the port out.
+    """
+    if settings.port:
+        return settings.url
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"{settings.scheme}://{host}{settings.path}"
 
 
 class ServerFactoryMixin:
@@ -273,24 +306,32 @@ class ServerFactoryMixin:
     def _configure(self, app: Any) -> None:
         settings: ServerSettings = app.settings
         self.app = app
-        limits, timeouts, compression = settings.limits, settings.timeouts, settings.compression
+        limits, compression = settings.limits, settings.compression
         self.setProtocolOptions(
-            maxFramePayloadSize=limits.effective_frame_size,
-            maxMessagePayloadSize=limits.max_message_size,
             maxConnections=limits.max_connections,
-            openHandshakeTimeout=timeouts.open_handshake,
-            closeHandshakeTimeout=timeouts.close_handshake,
-            autoPingInterval=timeouts.auto_ping_interval,
-            autoPingTimeout=timeouts.auto_ping_timeout,
             perMessageCompressionAccept=(
                 make_server_accept(compression, limits.max_message_size)
                 if compression.enabled
                 else _decline_compression
             ),
-            # Send a close frame with the reason (1002/1007/1009) before dropping.
-            failByDrop=False,
+            **common_protocol_options(settings),
         )
         self.server = settings.server_header
+
+
+def common_protocol_options(settings: ServerSettings | ClientSettings) -> dict[str, Any]:
+    """Autobahn factory options both sides take from the same settings."""
+    limits, timeouts = settings.limits, settings.timeouts
+    return dict(
+        maxFramePayloadSize=limits.effective_frame_size,
+        maxMessagePayloadSize=limits.max_message_size,
+        openHandshakeTimeout=timeouts.open_handshake,
+        closeHandshakeTimeout=timeouts.close_handshake,
+        autoPingInterval=timeouts.auto_ping_interval,
+        autoPingTimeout=timeouts.auto_ping_timeout,
+        # Send a close frame with the reason (1002/1007/1009) before dropping.
+        failByDrop=False,
+    )
 
 
 def _decline_compression(_offers: Any) -> None:
@@ -366,16 +407,8 @@ class ClientFactoryMixin:
     def _configure(self, settings: ClientSettings, handler_factory: Any = None) -> None:
         self.wskit_settings = settings
         self.handler_factory = handler_factory
-        limits, timeouts, compression = settings.limits, settings.timeouts, settings.compression
-        options: dict[str, Any] = dict(
-            maxFramePayloadSize=limits.effective_frame_size,
-            maxMessagePayloadSize=limits.max_message_size,
-            openHandshakeTimeout=timeouts.open_handshake,
-            closeHandshakeTimeout=timeouts.close_handshake,
-            autoPingInterval=timeouts.auto_ping_interval,
-            autoPingTimeout=timeouts.auto_ping_timeout,
-            failByDrop=False,
-        )
+        limits, compression = settings.limits, settings.compression
+        options = common_protocol_options(settings)
         if compression.enabled:
             options["perMessageCompressionOffers"] = make_client_offers(compression)
             options["perMessageCompressionAccept"] = make_client_accept(

@@ -26,7 +26,7 @@ class CompressionSettings:
     """permessage-deflate (RFC 7692) parameters.
 
     The server-side fields describe what this endpoint asks of or promises to
-    the peer; see README "Compression defaults" for how they were measured.
+    the peer; docs/performance.md has the measurements behind the defaults.
 
     * ``server_max_window_bits``: LZ77 window the server compresses with (9-15).
     * ``client_max_window_bits``: window the client is asked to compress with,
@@ -124,6 +124,38 @@ class TLSSettings:
 
 
 @dataclass(frozen=True)
+class AppSettings:
+    """Limits of the shipped application subprotocols (chat, pubsub, rpc).
+
+    * ``history_size``: chat messages a room keeps for v2 joiners (0 keeps none).
+    * ``max_name_length``: longest room name, nick or topic, in characters.
+    * ``max_text_length``: longest chat message text, in characters.
+    * ``error_budget``: bad messages a connection may send (each answered with
+      an error); the next one closes it with 1008. 0 means unlimited.
+    * ``max_batch_size``: most requests in one JSON-RPC batch.
+    * ``max_subscriptions``: most chat rooms, or pubsub topics and patterns, one
+      connection may be in at once (0 = no limit).
+    * ``max_buffered_bytes``: a connection whose unsent outgoing bytes exceed
+      this when a broadcast reaches it is dropped as too slow (0 = no cap).
+    """
+
+    history_size: int = 50
+    max_name_length: int = 64
+    max_text_length: int = 4096
+    error_budget: int = 10
+    max_batch_size: int = 100
+    max_subscriptions: int = 100
+    max_buffered_bytes: int = 4 * MiB
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) < 0:
+                raise SettingsError(f"{f.name} must be >= 0")
+        if self.max_name_length < 1 or self.max_text_length < 1 or self.max_batch_size < 1:
+            raise SettingsError("max_name_length, max_text_length and max_batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """Everything a wskit server needs to know.
 
@@ -146,8 +178,11 @@ class ServerSettings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     timeouts: TimeoutSettings = field(default_factory=TimeoutSettings)
     tls: TLSSettings = field(default_factory=TLSSettings)
+    apps: AppSettings = field(default_factory=AppSettings)
     server_header: str = "wskit"
     uvloop: bool = True
+    # Seconds between demo ticks on pub/sub topic ticks.demo (0 = no ticker).
+    ticker_interval: float = 1.0
 
     @property
     def scheme(self) -> str:
@@ -170,13 +205,23 @@ class ServerSettings:
             raise SettingsError(f"path must start with '/', not {self.path!r}")
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"port must be between 0 and 65535, not {self.port}")
+        if self.ticker_interval < 0:
+            raise SettingsError(f"ticker_interval must be >= 0 seconds, not {self.ticker_interval}")
         if self.endpoint and self.tls.enabled:
             raise SettingsError("give TLS inside the endpoint string or with --tls-cert/--tls-key, not both")
         self.compression.validate()
         self.limits.validate()
         self.timeouts.validate()
         self.tls.validate()
+        self.apps.validate()
         return self
+
+
+def _client_compression() -> CompressionSettings:
+    # A client does not ask the server for a smaller window by default: a server
+    # that does not support server_max_window_bits must decline the whole offer
+    # (RFC 7692 7.1.2.1), and a client rarely holds many connections.
+    return CompressionSettings(server_max_window_bits=15)
 
 
 @dataclass(frozen=True)
@@ -184,7 +229,7 @@ class ClientSettings:
     """What a wskit client offers and enforces."""
 
     subprotocols: tuple[str, ...] = ()
-    compression: CompressionSettings = field(default_factory=CompressionSettings)
+    compression: CompressionSettings = field(default_factory=_client_compression)
     limits: LimitSettings = field(default_factory=LimitSettings)
     timeouts: TimeoutSettings = field(default_factory=TimeoutSettings)
     origin: str | None = None

@@ -31,6 +31,7 @@ from .protocol import (  # noqa: E402
     ClientProtocolMixin,
     ServerFactoryMixin,
     ServerProtocolMixin,
+    factory_url,
 )
 from .settings import ClientSettings, ServerSettings  # noqa: E402
 from .static import static_root  # noqa: E402
@@ -52,7 +53,7 @@ class ServerFactory(ServerFactoryMixin, _ServerFactory):
     def __init__(self, app: WebSocketApp | None = None, *, settings: ServerSettings | None = None,
                  protocol: type | None = None):
         app = app or WebSocketApp(settings)
-        super().__init__(url=app.settings.url)
+        super().__init__(url=factory_url(app.settings))
         if protocol is not None:
             self.protocol = protocol
         self._configure(app)
@@ -178,6 +179,7 @@ class WebSocketService(service.Service):
 
         def listening(port):
             self.port = port
+            self.app.start()
             self._settle(port)
             return port
 
@@ -206,6 +208,7 @@ class WebSocketService(service.Service):
         """Stop listening, close every connection with 1001 and wait for the closing
         handshakes (at most the close-handshake timeout) so the close frames reach peers."""
         super().stopService()
+        self.app.stop()
         stopped = defer.maybeDeferred(self.port.stopListening) if self.port is not None else defer.succeed(None)
         closing = self.app.close_all()
         if not closing:

@@ -9,6 +9,7 @@ from zope.interface import implementer
 
 
 def _collector(opt):
+    # usage.Options counts a handler's parameters: it must take exactly (self, value).
     def collect(self, value):
         self.setdefault(opt.dest, []).append(opt.kind(value))
 
@@ -52,7 +53,23 @@ class WskitServiceMaker:
             raise usage.UsageError(str(exc))
         from wskit.twisted import WebSocketService
 
-        return WebSocketService(settings)
+        svc = WebSocketService(settings)
+        svc.when_listening().addCallback(_announce, svc)
+        return svc
+
+
+def _announce(port, svc):
+    # twistd prints "Site starting on PORT"; say which URL and subprotocols that is.
+    from twisted.logger import Logger
+
+    actual = getattr(port.getHost(), "port", None)
+    settings = svc.settings if actual is None else svc.settings.replace(port=actual)
+    Logger().info(
+        "wskit: serving {names} at {url} (twisted)",
+        names=", ".join(svc.app.registry.names),
+        url=settings.url,
+    )
+    return port
 
 
 serviceMaker = WskitServiceMaker()

@@ -1,0 +1,155 @@
+"""Server memory per idle connection, with and without permessage-deflate.
+
+Starts each server as a subprocess, opens N connections from one
+python-websockets client that offers permessage-deflate with
+client_max_window_bits (as browsers do), sends one chat-sized message each way
+on every connection (Autobahn creates its compressor and decompressor lazily,
+on the first message), and reads the server's VmRSS. Then every connection
+sends and receives --fill-kib more KiB in 8 KiB JSON documents (32 KiB by
+default: enough to fill a 15-bit window), and
+the RSS is read again. Reported: KiB per connection above the server's RSS
+before the connections were opened (after a warm-up round of connections that
+were opened, used and closed, so code paths and allocator arenas exist).
+
+    python benchmarks/compression_memory.py             # default points, ~1-2 minutes
+    python benchmarks/compression_memory.py --full      # whole grid (Twisted; --full both: and asyncio)
+    python benchmarks/compression_memory.py -n 1000 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import random
+import sys
+import time
+
+from _common import (
+    Server,
+    chat_message,
+    json_document,
+    machine_note,
+    median,
+    open_clients,
+    raise_fd_limit,
+    rss_kib,
+    table,
+)
+
+WINDOWS = (15, 12, 10, 9)
+MEM_LEVELS = (8, 5, 4, 1)
+DEFAULT_POINTS = ((15, 8), (12, 8), (12, 5), (10, 5), (10, 4), (9, 1))
+
+
+def wskit_args(window: int, mem_level: int, *extra: str) -> list[str]:
+    return ["--server-max-window-bits", str(window), "--client-max-window-bits", str(window),
+            "--compress-mem-level", str(mem_level), *extra]
+
+
+def configurations(full: str | None) -> list[Server]:
+    servers: list[Server] = []
+    for backend in ("twisted", "asyncio") if full == "both" else ("twisted",):
+        points = list(itertools.product(WINDOWS, MEM_LEVELS)) if full else DEFAULT_POINTS
+        servers.append(Server(f"wskit {backend}, no compression", backend, ["--no-compress"]))
+        for window, mem in points:
+            servers.append(Server(f"wskit {backend}, window {window}, memLevel {mem}", backend,
+                                  wskit_args(window, mem)))
+        servers.append(Server(f"wskit {backend}, 12/5, server_no_context_takeover", backend,
+                              wskit_args(12, 5, "--server-no-context-takeover")))
+    if full != "both":
+        servers.append(Server("wskit asyncio, no compression", "asyncio", ["--no-compress"]))
+        servers.append(Server("wskit asyncio, window 12, memLevel 5", "asyncio", wskit_args(12, 5)))
+    servers.append(Server("Autobahn defaults, no compression", "autobahn", ["--no-compress"]))
+    servers.append(Server("Autobahn defaults (15/15, memLevel 8)", "autobahn"))
+    servers.append(Server("python-websockets, no compression", "websockets", ["--no-compress"]))
+    servers.append(Server("python-websockets defaults (12/12, memLevel 5)", "websockets"))
+    return servers
+
+
+async def exchange(ws, payloads) -> None:
+    for payload in payloads:
+        await ws.send(payload.decode())
+        await ws.recv()
+
+
+async def open_connections(url: str, n: int, first: list[bytes]):
+    conns = await open_clients(url, n, compression="deflate")
+    await asyncio.gather(*(exchange(ws, [first[i % len(first)]]) for i, ws in enumerate(conns)))
+    return conns
+
+
+async def fill(conns, docs: list[bytes], kib: int, parallel: int = 50) -> None:
+    gate = asyncio.Semaphore(parallel)
+    per_conn = max(1, kib * 1024 // len(docs[0]))
+
+    async def one(i: int, ws):
+        async with gate:
+            await exchange(ws, [docs[(i + k) % len(docs)] for k in range(per_conn)])
+
+    await asyncio.gather(*(one(i, ws) for i, ws in enumerate(conns)))
+
+
+async def settled_rss(pid: int) -> int:
+    """Median of a few readings once the server has gone quiet."""
+    await asyncio.sleep(0.3)
+    readings = []
+    for _ in range(3):
+        readings.append(rss_kib(pid))
+        await asyncio.sleep(0.1)
+    return int(median(readings))
+
+
+async def measure(server: Server, n: int, fill_kib: int) -> dict:
+    rng = random.Random(7)
+    chats = [chat_message(rng, i) for i in range(200)]
+    docs = [json_document(rng, i, 8192) for i in range(16)]
+    # Warm-up: the code paths and allocator arenas a connection needs exist before the baseline.
+    warm = await open_connections(server.url, 20, chats)
+    await fill(warm, docs, fill_kib)
+    await asyncio.gather(*(ws.close() for ws in warm))
+    base = await settled_rss(server.pid)
+    conns = await open_connections(server.url, n, chats)
+    negotiated = conns[0].response.headers.get("Sec-WebSocket-Extensions", "-")
+    after_one = await settled_rss(server.pid)
+    await fill(conns, docs, fill_kib)
+    after_fill = await settled_rss(server.pid)
+    await asyncio.gather(*(ws.close() for ws in conns))
+    return {"base": base, "one": (after_one - base) / n, "fill": (after_fill - base) / n,
+            "negotiated": negotiated}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="server memory per idle (compressed) connection")
+    parser.add_argument("-n", "--connections", type=int, default=500)
+    parser.add_argument("--fill-kib", type=int, default=32, help="KiB each way per connection for the "
+                        "'window filled' column (default 32 = a 15-bit window)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per configuration (median reported)")
+    parser.add_argument("--full", nargs="?", const="twisted", choices=["twisted", "both"],
+                        help="whole window x memLevel grid on Twisted (or on both backends)")
+    parser.add_argument("--only", default="", help="run only configurations whose label contains this")
+    args = parser.parse_args()
+    raise_fd_limit(2 * args.connections + 200)
+
+    servers = [s for s in configurations(args.full) if args.only in s.label]
+    results: dict[str, list[dict]] = {s.label: [] for s in servers}
+    started = time.monotonic()
+    for _ in range(args.repeat):
+        for server in servers:
+            with server:
+                got = asyncio.run(measure(server, args.connections, args.fill_kib))
+            results[server.label].append(got)
+            print(f"  {server.label}: {got['one']:.1f} / {got['fill']:.1f} KiB per connection",
+                  file=sys.stderr, flush=True)
+    rows = []
+    for server in servers:
+        runs = results[server.label]
+        rows.append([server.label, runs[0]["negotiated"], f"{median([r['base'] for r in runs]) / 1024:.1f}",
+                     f"{median([r['one'] for r in runs]):.1f}", f"{median([r['fill'] for r in runs]):.1f}"])
+    print(f"{args.connections} connections, {machine_note()}, {time.monotonic() - started:.0f} s\n")
+    print(table(["server", "negotiated (first connection)", "baseline RSS MiB", "KiB/conn after 1 msg",
+                 f"KiB/conn after {args.fill_kib} KiB"], rows))
+
+
+if __name__ == "__main__":
+    main()

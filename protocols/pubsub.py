@@ -1,0 +1,118 @@
+"""Publish/subscribe: ``wskit.pubsub.v1.json`` and ``wskit.pubsub.v1.msgpack``.
+
+Topics are dot-separated names (``ticks.EURUSD``). A subscription may be a
+pattern: ``*`` stands for one segment, a final ``**`` for one or more. Events
+travel through the hub under ``pubsub.<topic>``; application code publishes
+with ``app.services["pubsub"].publish(topic, data)`` on either backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wskit.broadcast import Broadcast
+from wskit.hub import Hub
+from wskit.settings import AppSettings
+
+from .base import BAD_FIELD, TOO_MANY, BadMessage, TypedMessageHandler, require_name
+
+VERSIONS = (1,)
+
+
+def check_topic(topic: str, allow_pattern: bool) -> str:
+    """Raise :class:`BadMessage` unless ``topic`` is a well-formed topic (or pattern)."""
+    segments = topic.split(".")
+    for i, segment in enumerate(segments):
+        if not segment:
+            raise BadMessage(BAD_FIELD, f"topic {topic!r} has an empty segment")
+        if "*" in segment:
+            if not allow_pattern:
+                raise BadMessage(BAD_FIELD, f"cannot publish to a pattern ({topic!r})")
+            if segment != "*" and not (segment == "**" and i == len(segments) - 1):
+                raise BadMessage(BAD_FIELD, f"in {topic!r}: '*' must be a whole segment "
+                                            "('**' only as the last one)")
+    return topic
+
+
+class PubSubService:
+    """Topics of one app; :meth:`publish` is the server-side API.
+
+    >>> from wskit.hub import InProcessHub
+    >>> PubSubService(InProcessHub()).publish("ticks.EURUSD", {"bid": 1.08})
+    0
+    """
+
+    topic_prefix = "pubsub."
+
+    def __init__(self, hub: Hub, settings: AppSettings | None = None):
+        self.hub = hub
+        self.settings = settings or AppSettings()
+
+    def hub_topic(self, topic: str) -> str:
+        return self.topic_prefix + topic
+
+    def publish(self, topic: str, data: Any) -> int:
+        """Send ``{"type": "event", "topic": topic, "data": data}`` to its subscribers.
+
+        Returns the number of subscribers reached. ``data`` must be encodable by
+        both serializers (JSON values; bytes reach JSON subscribers base64-encoded).
+        """
+        if not isinstance(topic, str) or not topic:
+            raise ValueError("topic must be a non-empty string")
+        try:
+            check_topic(topic, allow_pattern=False)
+        except BadMessage as exc:
+            raise ValueError(exc.message) from None
+        event = Broadcast({None: {"type": "event", "topic": topic, "data": data}},
+                          max_buffered_bytes=self.settings.max_buffered_bytes)
+        return self.hub.publish(self.hub_topic(topic), event)
+
+    def subscribe(self, topic: str, subscriber: Any) -> None:
+        if "*" in topic:
+            self.hub.subscribe_pattern(self.hub_topic(topic), subscriber)
+        else:
+            self.hub.subscribe(self.hub_topic(topic), subscriber)
+
+    def unsubscribe(self, topic: str, subscriber: Any) -> None:
+        if "*" in topic:
+            self.hub.unsubscribe_pattern(self.hub_topic(topic), subscriber)
+        else:
+            self.hub.unsubscribe(self.hub_topic(topic), subscriber)
+
+
+class PubSubHandler(TypedMessageHandler):
+    """One pubsub connection (json or msgpack)."""
+
+    app_name = "pubsub"
+    message_types = ("subscribe", "unsubscribe", "publish")
+
+    def _topic(self, msg: dict, allow_pattern: bool) -> str:
+        return check_topic(require_name(msg, "topic", self.settings.max_name_length), allow_pattern)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.topics: set[str] = set()
+
+    def on_subscribe(self, msg: dict) -> None:
+        topic = self._topic(msg, allow_pattern=True)
+        limit = self.settings.max_subscriptions
+        if limit and topic not in self.topics and len(self.topics) >= limit:
+            raise BadMessage(TOO_MANY, f"already subscribed to {limit} topics: unsubscribe first")
+        self.service.subscribe(topic, self)
+        self.topics.add(topic)
+        self.send(self.reply({"type": "subscribed", "topic": topic}, msg))
+
+    def on_unsubscribe(self, msg: dict) -> None:
+        topic = self._topic(msg, allow_pattern=True)
+        self.service.unsubscribe(topic, self)
+        self.topics.discard(topic)
+        self.send(self.reply({"type": "unsubscribed", "topic": topic}, msg))
+
+    def on_publish(self, msg: dict) -> None:
+        topic = self._topic(msg, allow_pattern=False)
+        if "data" not in msg:
+            raise BadMessage(BAD_FIELD, "missing field 'data'")
+        self.service.publish(topic, msg["data"])
+
+    def on_close(self, was_clean: bool, code: int | None, reason: str | None) -> None:
+        self.service.hub.unsubscribe_all(self)
