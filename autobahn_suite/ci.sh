@@ -10,7 +10,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
-# 4 cases at a time within a path: measured fastest-without-timeouts on a 2-core machine (README).
+# 4 cases at a time within a path. One lane of all five paths at --parallel 4 took 43 min on a
+# shared 2-core machine; more cases in flight helped on a group 12/13 sample (README "Timing").
 PARALLEL="${AUTOBAHN_PARALLEL:-4}"
 LOGS="autobahn_suite/reports/ci"
 mkdir -p "$LOGS"
