@@ -93,6 +93,7 @@ class WebSocketServer:
     def __init__(self, server: asyncio.base_events.Server, app: WebSocketApp):
         self._server = server
         self.app = app
+        self._closing: list[Any] = []  # is_closed futures of the connections close() is closing
 
     @property
     def port(self) -> int:
@@ -110,9 +111,8 @@ class WebSocketServer:
 
     async def wait_closed(self) -> None:
         """Wait for the closing handshakes (at most the close-handshake timeout)."""
-        closing = getattr(self, "_closing", [])
-        if closing:
-            await asyncio.wait(closing, timeout=self.app.settings.timeouts.close_handshake + 0.5)
+        if self._closing:
+            await asyncio.wait(self._closing, timeout=self.app.settings.timeouts.close_handshake + 0.5)
         await self._server.wait_closed()
 
     async def serve_forever(self) -> None:

@@ -229,10 +229,6 @@ def listen(settings: ServerSettings | None = None, reactor: Any = None, app: Web
     return d
 
 
-def bound_port(svc: WebSocketService) -> int:
-    return svc.port.getHost().port
-
-
 # -- client --------------------------------------------------------------------
 
 
