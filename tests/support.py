@@ -9,8 +9,10 @@ subprocesses and the pytest process talks to them with independent clients
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -114,25 +116,27 @@ def twistd(*args: str, port: int | None = None, ready: str = "wskit: serving") -
 
 # -- raw RFC 6455 client for what libraries refuse to send --------------------------------------
 
-import base64
-import struct
 
-
-def raw_connect(port: int, path: str = "/ws", headers: dict[str, str] | None = None,
-                timeout: float = 10) -> tuple[socket.socket, bytes]:
-    """TCP connect and complete a handshake by hand; returns (socket, response head)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+def upgrade_request(host_header: str, path: str = "/ws", headers: dict[str, str] | None = None) -> bytes:
+    """A WebSocket upgrade request written by hand, with any extra headers a test wants."""
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [
         f"GET {path} HTTP/1.1",
-        f"Host: 127.0.0.1:{port}",
+        f"Host: {host_header}",
         "Upgrade: websocket",
         "Connection: Upgrade",
         f"Sec-WebSocket-Key: {key}",
         "Sec-WebSocket-Version: 13",
     ]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def raw_connect(port: int, path: str = "/ws", headers: dict[str, str] | None = None,
+                timeout: float = 10) -> tuple[socket.socket, bytes]:
+    """TCP connect and complete a handshake by hand; returns (socket, response head)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.sendall(upgrade_request(f"127.0.0.1:{port}", path, headers))
     head = b""
     while not head.endswith(b"\r\n\r\n"):  # byte by byte: frames may follow at once
         chunk = sock.recv(1)

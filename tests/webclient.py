@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import ssl
 import urllib.error
 import urllib.request
 
+from support import upgrade_request
 from websockets.asyncio.client import connect
 
 
@@ -47,17 +46,9 @@ async def raw_handshake(port: int, headers: dict[str, str], path: str = "/ws",
     """
     headers = dict(headers)
     reader, writer = await asyncio.open_connection(host, port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = [
-        f"GET {path} HTTP/1.1",
-        f"Host: {headers.pop('Host', f'{host}:{port}')}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-        f"Sec-WebSocket-Protocol: {headers.pop('Sec-WebSocket-Protocol', 'wskit.echo')}",
-    ] + [f"{name}: {value}" for name, value in headers.items()]
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    host_header = headers.pop("Host", f"{host}:{port}")
+    headers.setdefault("Sec-WebSocket-Protocol", "wskit.echo")
+    writer.write(upgrade_request(host_header, path, headers))
     await writer.drain()
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
     status_line = head.split(b"\r\n", 1)[0].decode()
