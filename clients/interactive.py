@@ -92,6 +92,18 @@ def run_interactive(url: str, settings: Any, backend: str = "twisted",
     return _run_twisted(url, settings, out, linger)
 
 
+def _handler_factory(out: TextIO) -> tuple[list[InteractiveHandler], Any]:
+    """A handler factory for the client, and the list it keeps the handler in (for stdin)."""
+    handlers: list[InteractiveHandler] = []
+
+    def make_handler(conn: Any) -> InteractiveHandler:
+        handler = InteractiveHandler(conn, out)
+        handlers.append(handler)
+        return handler
+
+    return handlers, make_handler
+
+
 def _connect_error(exc: BaseException, url: str) -> Exception:
     from wskit.cli import UserError, describe_connect_error
 
@@ -105,12 +117,7 @@ def _run_twisted(url: str, settings: Any, out: TextIO, linger: float) -> int:
     from wskit import twisted as wtwisted
 
     state: dict[str, Any] = {"code": 0, "error": None}
-    handlers: list[InteractiveHandler] = []
-
-    def make_handler(conn: Any) -> InteractiveHandler:
-        handler = InteractiveHandler(conn, out)
-        handlers.append(handler)
-        return handler
+    handlers, make_handler = _handler_factory(out)
 
     class Input(LineReceiver):
         delimiter = b"\n"
@@ -161,12 +168,7 @@ def _run_asyncio(url: str, settings: Any, stdin: Any, out: TextIO, linger: float
     from wskit import asyncio as wasyncio
 
     async def main() -> int:
-        handlers: list[InteractiveHandler] = []
-
-        def make_handler(conn: Any) -> InteractiveHandler:
-            handler = InteractiveHandler(conn, out)
-            handlers.append(handler)
-            return handler
+        handlers, make_handler = _handler_factory(out)
 
         try:
             conn = await wasyncio.connect(url, settings, make_handler)
