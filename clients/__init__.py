@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from .base import AppClient, RequestError
 from .chat import ChatClient
-from .connection import ClientConnection, ConnectionClosed, connect, detect_backend
+from .connect import connect, detect_backend
+from .connection import ClientConnection, ConnectionClosed
 from .echo import EchoClientHandler
 from .pubsub import PubSubClient
 from .rpc import RPCClient

@@ -25,7 +25,7 @@ class Connecting:
         self._task: asyncio.Future | None = None
 
     async def _connect(self) -> ClientConnection:
-        conn = ClientConnection()
+        conn = ClientConnection(self.settings.max_queue)
         await wasyncio.connect(self.url, self.settings, conn._make_handler)
         self.connection = conn
         return conn

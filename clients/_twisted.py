@@ -37,7 +37,7 @@ class Connecting(defer.Deferred):
 
 
 def connect_twisted(url: str, settings: ClientSettings, reactor: Any = None) -> Connecting:
-    conn = ClientConnection()
+    conn = ClientConnection(settings.max_queue)
     result = Connecting()
 
     def opened(_protocol: Any) -> None:

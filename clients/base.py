@@ -7,18 +7,10 @@ from typing import Any
 
 import txaio
 
-from wskit.serializers import parse_subprotocol
+from wskit.errors import RequestError
+from wskit.serializers import APP_VERSIONS, parse_subprotocol
 
 from .connection import ClientConnection, ConnectionClosed
-
-
-class RequestError(Exception):
-    """The server answered a chat or pubsub request with ``{"type": "error", ...}``."""
-
-    def __init__(self, code: str, message: str):
-        self.code = code
-        self.message = message
-        super().__init__(f"{code}: {message}")
 
 
 class AppClient:
@@ -46,10 +38,8 @@ class AppClient:
     @classmethod
     def subprotocols(cls, version: int | None = None, serializers: tuple[str, ...] = ("json", "msgpack")) -> list[str]:
         """Names to offer, e.g. ``ChatClient.subprotocols(2)`` -> ``["wskit.chat.v2.json", "wskit.chat.v2.msgpack"]``."""
-        versions = [version] if version else list(cls.versions)
+        versions = [version] if version else list(APP_VERSIONS[cls.app])
         return [f"wskit.{cls.app}.v{v}.{s}" for v in versions for s in serializers]
-
-    versions: tuple[int, ...] = (1,)
 
     def _intercept(self, msg: Any) -> bool:
         raise NotImplementedError

@@ -19,7 +19,6 @@ from .base import TypedRequestClient
 
 class ChatClient(TypedRequestClient):
     app = "chat"
-    versions = (2, 1)
 
     def join(self, room: str, nick: str) -> Any:
         """Fires with the ``joined`` reply; fails with :class:`RequestError` (e.g. ``nick-taken``)."""

@@ -19,34 +19,22 @@ by ``ensureDeferred`` and which ``yield`` works on in ``inlineCallbacks``::
 
 Messages are decoded with the negotiated subprotocol's serializer (``.json``
 or ``.msgpack``); without one, text arrives as ``str`` and binary as ``bytes``.
-This module imports no backend: :func:`connect` imports ``wskit.twisted`` or
-``wskit.asyncio`` when called (importing one selects txaio's framework).
+This module imports no backend (see :mod:`wskit.clients.connect`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import txaio
 
+from wskit.errors import ConnectionClosed, DecodeError
 from wskit.handler import Handler
-from wskit.serializers import DecodeError, Serializer, serializer_for
-from wskit.settings import ClientSettings
+from wskit.serializers import SERIALIZERS, Serializer, serializer_for
 
 NORMAL_CLOSE_CODES = (1000, 1001)
-
-
-class ConnectionClosed(Exception):
-    """The connection is closed; ``code`` and ``reason`` are the close frame's (1006: none arrived)."""
-
-    def __init__(self, code: int | None, reason: str | None = None):
-        self.code = code if code is not None else 1006
-        self.reason = reason or ""
-        super().__init__(f"connection closed: code={self.code}" + (f" reason={self.reason}" if self.reason else ""))
 
 
 class _Pump(Handler):
@@ -70,12 +58,18 @@ class _Pump(Handler):
 class ClientConnection:
     """An open client connection with an awaitable API (asyncio futures or Deferreds).
 
-    Incoming messages queue until read with :meth:`recv` or ``async for``.
+    Incoming messages queue until read with :meth:`recv` or ``async for``;
+    once ``max_queue`` messages wait unread, the connection stops reading from
+    the socket (TCP backpressure on the server) until the queue drains.
     Iteration ends when the server closes normally (1000/1001); after any
     other close, :meth:`recv` and iteration raise :class:`ConnectionClosed`.
+    :meth:`send` fires once the transport can take more (the server reads
+    slower than we send: the sender waits).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_queue: int = 16) -> None:
+        self.max_queue = max_queue
+        self._reading_paused = False
         self.protocol: Any = None
         self._serializer: Serializer | None = None
         self.close_code: int | None = None
@@ -131,8 +125,6 @@ class ClientConnection:
             return bytes(obj), True
         if isinstance(obj, str):
             return obj.encode("utf-8"), False
-        from wskit.serializers import SERIALIZERS
-
         return SERIALIZERS["json"].encode(obj), False
 
     def _received(self, payload: bytes, is_binary: bool) -> None:
@@ -155,6 +147,9 @@ class ClientConnection:
                 txaio.reject(future, error)
         else:
             self._queue.append((msg, error))
+            if self.max_queue and len(self._queue) >= self.max_queue and not self._reading_paused:
+                self._reading_paused = True
+                self.protocol.pause_reading()
 
     def _closed(self, was_clean: bool, code: int | None, reason: str | None) -> None:
         if self._is_closed:
@@ -181,6 +176,9 @@ class ClientConnection:
     def _next(self, iterating: bool) -> Any:
         if self._queue:
             msg, error = self._queue.popleft()
+            if self._reading_paused and len(self._queue) < self.max_queue // 2 + 1 and not self._is_closed:
+                self._reading_paused = False
+                self.protocol.resume_reading()
             return txaio.create_future_success(msg) if error is None else txaio.create_future_error(error)
         if self._is_closed:
             return txaio.create_future_error(self._end_error(iterating))
@@ -193,29 +191,41 @@ class ClientConnection:
         return self._next(False)
 
     def send(self, obj: Any) -> Any:
-        """Encode ``obj`` with the negotiated serializer and send it; an already-fired future.
+        """Encode ``obj`` with the negotiated serializer and send it.
 
-        Without a serializer (``wskit.echo``), ``str`` goes as text, ``bytes`` as
-        binary and other objects as JSON text.
+        The future fires once the transport can take more bytes (at once
+        unless the server reads slower than we send), and fails with
+        :class:`ConnectionClosed` if the connection is (or gets) closed.
+        Without a serializer (``wskit.echo``), ``str`` goes as text, ``bytes``
+        as binary and other objects as JSON text.
         """
-        if not self.is_open:
-            return txaio.create_future_error(ConnectionClosed(self.close_code, self.close_reason))
         try:
             payload, is_binary = self.encode(obj)
         except Exception as exc:
             return txaio.create_future_error(exc)
-        self.protocol.sendMessage(payload, is_binary)
-        return txaio.create_future_success(None)
+        return self._send(payload, is_binary)
 
     def send_raw(self, payload: str | bytes) -> Any:
         """Send a text (``str``) or binary (``bytes``) message as it is, bypassing the serializer."""
-        if not self.is_open:
-            return txaio.create_future_error(ConnectionClosed(self.close_code, self.close_reason))
         if isinstance(payload, str):
-            self.protocol.sendMessage(payload.encode("utf-8"), False)
-        else:
-            self.protocol.sendMessage(bytes(payload), True)
-        return txaio.create_future_success(None)
+            return self._send(payload.encode("utf-8"), False)
+        return self._send(bytes(payload), True)
+
+    def _send(self, payload: bytes, is_binary: bool) -> Any:
+        if not self.is_open or not self.protocol.send_message(payload, is_binary):
+            return txaio.create_future_error(ConnectionClosed(self.close_code, self.close_reason))
+        if self.protocol.writable:
+            return txaio.create_future_success(None)
+        drained = txaio.create_future()
+
+        def writable(still_open: bool) -> None:
+            if still_open:
+                txaio.resolve(drained, None)
+            else:
+                txaio.reject(drained, ConnectionClosed(self.close_code, self.close_reason))
+
+        txaio.add_callbacks(self.protocol.when_writable(), writable, None)
+        return drained
 
     def wait_closed(self) -> Any:
         """A future that fires (with this connection) once the connection is closed."""
@@ -228,7 +238,7 @@ class ClientConnection:
     def close(self, code: int = 1000, reason: str | None = None) -> Any:
         """Start the closing handshake; the future fires once closed."""
         if self.is_open:
-            self.protocol.sendClose(code, reason)
+            self.protocol.close(code, reason)
         return self.wait_closed()
 
     def __aiter__(self) -> ClientConnection:
@@ -244,52 +254,4 @@ class ClientConnection:
         return self.close()
 
 
-def detect_backend() -> str:
-    """Which event loop the caller runs: txaio's choice, a running reactor, a running asyncio loop."""
-    if txaio.using_twisted:
-        return "twisted"
-    if txaio.using_asyncio:
-        return "asyncio"
-    reactor = sys.modules.get("twisted.internet.reactor")
-    if reactor is not None and getattr(reactor, "running", False):
-        return "twisted"
-    try:
-        asyncio.get_running_loop()
-        return "asyncio"
-    except RuntimeError:
-        pass
-    if reactor is not None:
-        return "twisted"
-    raise RuntimeError("wskit.connect: cannot tell which event loop to use; call it from a running "
-                       "asyncio loop or Twisted reactor, or pass backend='asyncio' or backend='twisted'")
-
-
-def connect(url: str, subprotocols: Sequence[str] = (), *, backend: str | None = None,
-            settings: ClientSettings | None = None, reactor: Any = None) -> Any:
-    """Open a client connection; await it, or use it as ``async with``.
-
-    ``subprotocols`` are offered in preference order (they replace those in
-    ``settings``). ``backend`` is ``"asyncio"`` or ``"twisted"``; by default
-    the running environment decides (see :func:`detect_backend`). On Twisted
-    the result is a Deferred (also an async context manager) firing with the
-    :class:`ClientConnection`; on asyncio an awaitable async context manager.
-    Fails with :class:`wskit.HandshakeError` when the server refuses.
-    """
-    backend = backend or detect_backend()
-    settings = settings or ClientSettings()
-    if subprotocols:
-        if isinstance(subprotocols, str):
-            subprotocols = (subprotocols,)
-        settings = settings.replace(subprotocols=tuple(subprotocols))
-    if backend == "twisted":
-        from ._twisted import connect_twisted
-
-        return connect_twisted(url, settings, reactor)
-    if backend == "asyncio":
-        from ._asyncio import Connecting
-
-        return Connecting(url, settings)
-    raise ValueError(f"backend must be 'twisted' or 'asyncio', not {backend!r}")
-
-
-__all__ = ["ClientConnection", "ConnectionClosed", "connect", "detect_backend"]
+__all__ = ["ClientConnection", "ConnectionClosed"]

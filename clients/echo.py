@@ -12,4 +12,4 @@ class EchoClientHandler(Handler):
     subprotocol = "wskit.echo"
 
     def on_message(self, payload: bytes, is_binary: bool) -> None:
-        self.connection.sendMessage(payload, is_binary)
+        self.connection.send_message(payload, is_binary)

@@ -12,7 +12,10 @@ import sys
 import time
 from typing import Any, TextIO
 
+import txaio
+
 from wskit.handler import Handler
+from wskit.runner import run
 
 
 def render_message(payload: bytes, is_binary: bool, subprotocol: str | None) -> str:
@@ -73,7 +76,7 @@ class InteractiveHandler(Handler):
             self.out.flush()
             return
         self.last_activity = time.monotonic()
-        self.connection.sendMessage(payload, is_binary)
+        self.connection.send_message(payload, is_binary)
 
 
 def run_interactive(url: str, settings: Any, backend: str = "twisted",
@@ -82,116 +85,81 @@ def run_interactive(url: str, settings: Any, backend: str = "twisted",
 
     At end of input the connection stays open until nothing has arrived for
     ``linger`` seconds, so replies to the last lines are not lost, then closes
-    with 1000.
+    with 1000. SIGINT/SIGTERM close with 1001.
 
-    Returns the process exit code; raises ``wskit.cli.UserError`` with one
-    readable line when the connection cannot be made.
+    Returns the process exit code; raises what connecting raised
+    (:class:`wskit.HandshakeError`, ``OSError``, ...) when the connection
+    cannot be made.
     """
+    stdin = stdin or sys.stdin
+
+    async def session(stopping: Any) -> int:
+        handlers: list[InteractiveHandler] = []
+
+        def make_handler(conn: Any) -> InteractiveHandler:
+            handlers.append(InteractiveHandler(conn, out))
+            return handlers[0]
+
+        conn = await _connect(backend, url, settings, make_handler)
+        handler = handlers[0]
+
+        def close_when_quiet() -> None:
+            if not conn.is_connected:
+                return
+            quiet = handler.quiet_for()  # read once: a second read could pass linger
+            if quiet >= linger:
+                conn.close(1000)
+            else:
+                txaio.call_later(linger - quiet, close_when_quiet)
+
+        _read_lines(backend, stdin, handler.send_line, close_when_quiet)
+        txaio.add_callbacks(stopping, lambda _: conn.close(1001, "client stopped"), None)
+        await conn.is_closed
+        return 0
+
+    return run(session, backend)
+
+
+async def _connect(backend: str, url: str, settings: Any, make_handler: Any) -> Any:
     if backend == "asyncio":
-        return _run_asyncio(url, settings, stdin or sys.stdin, out, linger)
-    return _run_twisted(url, settings, out, linger)
+        from wskit import asyncio as wasyncio
 
-
-def _handler_factory(out: TextIO) -> tuple[list[InteractiveHandler], Any]:
-    """A handler factory for the client, and the list it keeps the handler in (for stdin)."""
-    handlers: list[InteractiveHandler] = []
-
-    def make_handler(conn: Any) -> InteractiveHandler:
-        handler = InteractiveHandler(conn, out)
-        handlers.append(handler)
-        return handler
-
-    return handlers, make_handler
-
-
-def _connect_error(exc: BaseException, url: str) -> Exception:
-    from wskit.cli import UserError, describe_connect_error
-
-    return UserError(describe_connect_error(exc, url))
-
-
-def _run_twisted(url: str, settings: Any, out: TextIO, linger: float) -> int:
-    from twisted.internet import reactor, stdio
-    from twisted.protocols.basic import LineReceiver
-
+        return await wasyncio.connect(url, settings, make_handler)
     from wskit import twisted as wtwisted
 
-    state: dict[str, Any] = {"code": 0, "error": None}
-    handlers, make_handler = _handler_factory(out)
+    return await wtwisted.connect(url, settings, make_handler)
+
+
+def _read_lines(backend: str, stdin: Any, on_line: Any, on_end: Any) -> None:
+    """Call ``on_line(text)`` per line of ``stdin`` and ``on_end()`` at its end, on ``backend``'s loop."""
+    if backend == "asyncio":
+        import asyncio
+
+        class Lines(asyncio.Protocol):
+            buffer = b""
+
+            def data_received(self, data: bytes) -> None:
+                *lines, self.buffer = (self.buffer + data).split(b"\n")
+                for line in lines:
+                    on_line(line.decode("utf-8", "replace").rstrip("\r"))
+
+            def connection_lost(self, exc: Any) -> None:
+                if self.buffer:
+                    on_line(self.buffer.decode("utf-8", "replace").rstrip("\r"))
+                on_end()
+
+        asyncio.ensure_future(asyncio.get_running_loop().connect_read_pipe(Lines, stdin))
+        return
+    from twisted.internet import stdio
+    from twisted.protocols.basic import LineReceiver
 
     class Input(LineReceiver):
         delimiter = b"\n"
 
         def lineReceived(self, line: bytes) -> None:
-            handlers[0].send_line(line.decode("utf-8", "replace").rstrip("\r"))
+            on_line(line.decode("utf-8", "replace").rstrip("\r"))
 
         def connectionLost(self, reason: Any = None) -> None:
-            close_when_quiet()
+            on_end()
 
-    def close_when_quiet() -> None:
-        handler = handlers[0]
-        if not handler.connection.is_connected:
-            return
-        quiet = handler.quiet_for()  # read once: a second read could pass linger
-        if quiet >= linger:
-            handler.connection.close(1000)
-        else:
-            reactor.callLater(linger - quiet, close_when_quiet)
-
-    def opened(conn: Any) -> None:
-        stdio.StandardIO(Input())
-        conn.closed.addBoth(lambda _: reactor.stop())
-
-    def failed(fail: Any) -> None:
-        state["error"] = _connect_error(fail.value, url)
-        reactor.stop()
-
-    def start() -> None:
-        try:
-            d = wtwisted.connect(url, settings, make_handler, reactor=reactor)
-        except Exception as exc:
-            state["error"] = _connect_error(exc, url)
-            reactor.stop()
-            return
-        d.addCallbacks(opened, failed)
-
-    reactor.callWhenRunning(start)
-    reactor.run()
-    if state["error"] is not None:
-        raise state["error"]
-    return state["code"]
-
-
-def _run_asyncio(url: str, settings: Any, stdin: Any, out: TextIO, linger: float) -> int:
-    import asyncio
-
-    from wskit import asyncio as wasyncio
-
-    async def main() -> int:
-        handlers, make_handler = _handler_factory(out)
-
-        try:
-            conn = await wasyncio.connect(url, settings, make_handler)
-        except Exception as exc:
-            raise _connect_error(exc, url) from None
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
-
-        async def pump() -> None:
-            while True:
-                line = await reader.readline()
-                if not line:
-                    break
-                handlers[0].send_line(line.decode("utf-8", "replace").rstrip("\r\n"))
-            while conn.is_connected and (quiet := handlers[0].quiet_for()) < linger:
-                await asyncio.sleep(linger - quiet)
-            if conn.is_connected:
-                conn.close(1000)
-
-        pump_task = asyncio.ensure_future(pump())
-        await conn.closed
-        pump_task.cancel()
-        return 0
-
-    return asyncio.run(main())
+    stdio.StandardIO(Input())

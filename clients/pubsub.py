@@ -19,7 +19,6 @@ from .base import TypedRequestClient
 
 class PubSubClient(TypedRequestClient):
     app = "pubsub"
-    versions = (1,)
 
     def subscribe(self, topic: str) -> Any:
         """Fires with the ``subscribed`` reply once events on ``topic`` (or pattern) will arrive."""

@@ -24,7 +24,6 @@ from .base import AppClient
 
 class RPCClient(AppClient):
     app = "rpc"
-    versions = (1,)
 
     def _intercept(self, msg: Any) -> bool:
         if isinstance(msg, list):

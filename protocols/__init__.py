@@ -12,13 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from wskit.negotiation import SubprotocolRegistry
-from wskit.serializers import SERIALIZERS
+from wskit.serializers import APP_VERSIONS, SERIALIZERS
 
 from .base import SerializedHandler, handler_factory
 from .chat import ChatHandler, ChatService
 from .echo import EchoHandler
 from .pubsub import PubSubHandler, PubSubService
 from .rpc import RPCHandler, create_service
+from .ticker import demo_ticker_for
 
 SERIALIZER_PREFERENCE = ("msgpack", "json")
 
@@ -36,19 +37,20 @@ def create_services(app: Any) -> dict[str, Any]:
     services.setdefault("chat", ChatService(app.hub, settings))
     services.setdefault("pubsub", PubSubService(app.hub, settings))
     services.setdefault("rpc", create_service(settings.max_batch_size))
+    if "ticker" not in services:
+        ticker = demo_ticker_for(app)
+        if ticker is not None:
+            services["ticker"] = ticker
     return services
 
 
 def build_registry(app: Any) -> SubprotocolRegistry:
     registry = SubprotocolRegistry()
     services = create_services(app)
-    apps: tuple[tuple[str, type[SerializedHandler], tuple[int, ...]], ...] = (
-        ("chat", ChatHandler, (2, 1)),
-        ("pubsub", PubSubHandler, (1,)),
-        ("rpc", RPCHandler, (1,)),
-    )
-    for name, handler, versions in apps:
-        for version in versions:
+    handlers: dict[str, type[SerializedHandler]] = {"chat": ChatHandler, "pubsub": PubSubHandler,
+                                                    "rpc": RPCHandler}
+    for name, handler in handlers.items():
+        for version in APP_VERSIONS[name]:
             for serializer in SERIALIZER_PREFERENCE:
                 extra = ", message ids and history" if version >= 2 else ""
                 registry.register(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from wskit.errors import WskitError
 from wskit.handler import Handler
 from wskit.serializers import DecodeError, Serializer
 from wskit.settings import AppSettings
@@ -32,7 +33,7 @@ NICK_TAKEN = "nick-taken"
 TOO_MANY = "too-many"
 
 
-class BadMessage(Exception):
+class BadMessage(WskitError):
     """A message that cannot be served; ``code`` is one of the error codes above."""
 
     def __init__(self, code: str, message: str):
@@ -95,8 +96,6 @@ def reply_ref(msg: Any) -> Any:
 class SerializedHandler(Handler):
     """Base for one connection of a ``wskit.<app>.v<N>.<serializer>`` subprotocol."""
 
-    app_name: ClassVar[str] = ""
-
     def __init__(self, connection: Any, service: Any, version: int, serializer: Serializer,
                  settings: AppSettings | None = None):
         super().__init__(connection)
@@ -110,11 +109,13 @@ class SerializedHandler(Handler):
 
     @property
     def connected(self) -> bool:
-        return bool(getattr(self.connection, "is_connected", True))
+        return self.connection.is_connected
 
-    def send(self, obj: Any) -> None:
-        if self.connected:
-            self.connection.sendMessage(self.serializer.encode(obj), self.serializer.binary)
+    def send(self, obj: Any) -> bool:
+        """Encode and send a direct reply; False if not sent (closed, or too slow a consumer)."""
+        if not self.connected:
+            return False
+        return self.connection.send_message(self.serializer.encode(obj), self.serializer.binary)
 
     def deliver(self, topic: str, event: Any) -> None:
         """Hub subscriber API: ``event`` is a :class:`wskit.broadcast.Broadcast`."""

@@ -30,7 +30,6 @@ from .base import (
     require_str,
 )
 
-VERSIONS = (2, 1)
 
 
 class Room:
@@ -78,7 +77,7 @@ class ChatService:
         return [name for name, room in self.rooms.items() if member in room.members]
 
     def _broadcast(self, room: str, shapes: dict, exclude: Any = None) -> int:
-        event = Broadcast(shapes, exclude=exclude, max_buffered_bytes=self.settings.max_buffered_bytes)
+        event = Broadcast(shapes, exclude=exclude)
         return self.hub.publish(self.topic(room), event)
 
     def join(self, member: Any, room: str, nick: str) -> Room:
@@ -138,7 +137,6 @@ class ChatService:
 class ChatHandler(TypedMessageHandler):
     """One chat connection (any version, any serializer)."""
 
-    app_name = "chat"
     message_types = ("join", "leave", "say")
 
     def on_join(self, msg: dict) -> None:

@@ -14,4 +14,4 @@ class EchoHandler(Handler):
     description = "echoes text as text and binary as binary"
 
     def on_message(self, payload: bytes, is_binary: bool) -> None:
-        self.connection.sendMessage(payload, is_binary)
+        self.connection.send_message(payload, is_binary)

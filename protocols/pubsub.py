@@ -16,7 +16,6 @@ from wskit.settings import AppSettings
 
 from .base import BAD_FIELD, TOO_MANY, BadMessage, TypedMessageHandler, require_name
 
-VERSIONS = (1,)
 
 
 def check_topic(topic: str, allow_pattern: bool) -> str:
@@ -63,8 +62,7 @@ class PubSubService:
             check_topic(topic, allow_pattern=False)
         except BadMessage as exc:
             raise ValueError(exc.message) from None
-        event = Broadcast({None: {"type": "event", "topic": topic, "data": data}},
-                          max_buffered_bytes=self.settings.max_buffered_bytes)
+        event = Broadcast({None: {"type": "event", "topic": topic, "data": data}})
         return self.hub.publish(self.hub_topic(topic), event)
 
     def subscribe(self, topic: str, subscriber: Any) -> None:
@@ -83,7 +81,6 @@ class PubSubService:
 class PubSubHandler(TypedMessageHandler):
     """One pubsub connection (json or msgpack)."""
 
-    app_name = "pubsub"
     message_types = ("subscribe", "unsubscribe", "publish")
 
     def _topic(self, msg: dict, allow_pattern: bool) -> str:

@@ -30,7 +30,6 @@ from wskit.jsonrpc import (
 
 from .base import SerializedHandler
 
-VERSIONS = (1,)
 MAX_SLEEP = 10.0
 
 
@@ -73,16 +72,15 @@ def create_service(max_batch_size: int = 100) -> RPCService:
 class RPCHandler(SerializedHandler):
     """One JSON-RPC connection; requests are answered as they complete (ids say which is which)."""
 
-    app_name = "rpc"
-
     def on_bad_payload(self, reason: str) -> None:
         if self.count_bad_input():
             self.send(error_response(PARSE_ERROR, None, reason))
 
     def handle(self, msg: Any) -> Any:
+        # Returned: a failure of dispatch or of the reply closes with 1011 like any handler error.
         future = self.service.dispatch(msg)
-        txaio.add_callbacks(future, self._respond, self._failed)
-        return None
+        txaio.add_callbacks(future, self._respond, None)
+        return future
 
     def _respond(self, response: Any) -> None:
         if response is None:
@@ -97,7 +95,7 @@ class RPCHandler(SerializedHandler):
             fixed = [self._encodable(item, exc) for item in items]
             payload = self.serializer.encode(fixed if isinstance(response, list) else fixed[0])
         if self.connected:
-            self.connection.sendMessage(payload, self.serializer.binary)
+            self.connection.send_message(payload, self.serializer.binary)
 
     def _encodable(self, item: dict, exc: Exception) -> dict:
         try:
@@ -105,6 +103,3 @@ class RPCHandler(SerializedHandler):
             return item
         except (TypeError, ValueError, OverflowError):
             return error_response(INTERNAL_ERROR, item.get("id"), f"result not serializable: {exc}")
-
-    def _failed(self, fail: Any) -> None:
-        self.connection._handler_failed(fail, "rpc dispatch")

@@ -6,8 +6,6 @@ from wskit.negotiation import (
     NoCommonSubprotocol,
     NoDefaultSubprotocol,
     SubprotocolRegistry,
-    UnexpectedSubprotocol,
-    check_server_choice,
     negotiate_subprotocol,
 )
 
@@ -66,10 +64,3 @@ def test_restricted_keeps_given_order_and_rejects_unknown():
 def test_invalid_names_refused():
     with pytest.raises(ValueError, match="HTTP token"):
         SubprotocolRegistry().register("bad name", lambda c: None)
-
-
-def test_client_checks_server_choice():
-    check_server_choice("a", ["a", "b"])
-    check_server_choice(None, ["a"])
-    with pytest.raises(UnexpectedSubprotocol, match="not offered"):
-        check_server_choice("c", ["a", "b"])

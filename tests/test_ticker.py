@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 
 from wskit.app import WebSocketApp
 from wskit.settings import ServerSettings
-from wskit.ticker import SYMBOLS, TICKER_TOPIC, DemoTicker, demo_ticker_for
+from wskit.protocols.ticker import SYMBOLS, TICKER_TOPIC, DemoTicker, demo_ticker_for
 
 
 def test_each_tick_moves_every_symbol_once():
@@ -64,7 +64,7 @@ else:
     import asyncio
     import wskit.asyncio
 import txaio
-from wskit.ticker import DemoTicker
+from wskit.protocols.ticker import DemoTicker
 
 published, listening = [], {"on": False}
 ticker = DemoTicker(lambda topic, data: published.append(data), interval=0.01,

@@ -1,94 +1,106 @@
+# ruff: noqa: F401
 """wskit: real-time WebSocket servers and clients on Autobahn|Python.
 
-The public surface is named here; backend classes live in :mod:`wskit.twisted`
-and :mod:`wskit.asyncio` (import the one you run on: importing selects the
-event loop for txaio). Shipped subprotocols are in :mod:`wskit.protocols`,
-clients in :mod:`wskit.clients`.
+The public surface is named here and imported on first use, so ``import
+wskit`` imports no backend, no client and no shipped subprotocol. Backend
+classes live in :mod:`wskit.twisted` and :mod:`wskit.asyncio` (import the one
+you run on: importing selects the event loop for txaio); shipped subprotocols
+in :mod:`wskit.protocols`, clients in :mod:`wskit.clients`.
 """
 
 from __future__ import annotations
 
-import os as _os
-
-# In a source checkout protocols/ and clients/ sit beside wskit/ (an install
-# maps them to wskit.protocols and wskit.clients); make the checkout behave
-# the same so `python -m autobahn_suite` and the tests run from the repo root.
-_checkout = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
-if _os.path.isfile(_os.path.join(_checkout, "pyproject.toml")) and _os.path.isfile(
-    _os.path.join(_checkout, "protocols", "echo.py")
-):
-    __path__.append(_checkout)  # type: ignore[name-defined]  # noqa: F821
-
-from .app import WebSocketApp  # noqa: E402
-from .broadcast import Broadcast  # noqa: E402
-from .clients import (  # noqa: E402
-    ChatClient,
-    ClientConnection,
-    ConnectionClosed,
-    PubSubClient,
-    RequestError,
-    RPCClient,
-    connect,
-)
-from .handler import Connection, Handler  # noqa: E402
-from .hub import Hub, InProcessHub  # noqa: E402
-from .jsonrpc import InvalidParams, RPCError, RPCService  # noqa: E402
-from .negotiation import (  # noqa: E402
-    NegotiationError,
-    NoCommonSubprotocol,
-    SubprotocolRegistry,
-    UnexpectedSubprotocol,
-    negotiate_subprotocol,
-)
-from .origin import OriginPolicy  # noqa: E402
-from .protocol import HandshakeError  # noqa: E402
-from .serializers import DecodeError, Serializer, get_serializer  # noqa: E402
-from .settings import (  # noqa: E402
-    AppSettings,
-    ClientSettings,
-    CompressionSettings,
-    LimitSettings,
-    ServerSettings,
-    SettingsError,
-    TimeoutSettings,
-    TLSSettings,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AppSettings",
-    "Broadcast",
-    "ChatClient",
-    "ClientConnection",
-    "ClientSettings",
-    "CompressionSettings",
-    "Connection",
-    "ConnectionClosed",
-    "DecodeError",
-    "Handler",
-    "HandshakeError",
-    "Hub",
-    "InProcessHub",
-    "InvalidParams",
-    "LimitSettings",
-    "NegotiationError",
-    "NoCommonSubprotocol",
-    "OriginPolicy",
-    "PubSubClient",
-    "RPCClient",
-    "RPCError",
-    "RPCService",
-    "RequestError",
-    "Serializer",
-    "ServerSettings",
-    "SettingsError",
-    "SubprotocolRegistry",
-    "TLSSettings",
-    "TimeoutSettings",
-    "UnexpectedSubprotocol",
-    "WebSocketApp",
-    "connect",
-    "get_serializer",
-    "negotiate_subprotocol",
-]
+# public name -> module that defines it
+_EXPORTS = {
+    "WebSocketApp": "wskit.app",
+    "Broadcast": "wskit.broadcast",
+    "Connection": "wskit.handler",
+    "Handler": "wskit.handler",
+    "Hub": "wskit.hub",
+    "InProcessHub": "wskit.hub",
+    "RPCService": "wskit.jsonrpc",
+    "SubprotocolRegistry": "wskit.negotiation",
+    "negotiate_subprotocol": "wskit.negotiation",
+    "OriginPolicy": "wskit.origin",
+    "Serializer": "wskit.serializers",
+    "get_serializer": "wskit.serializers",
+    "run": "wskit.runner",
+    "AppSettings": "wskit.settings",
+    "ClientSettings": "wskit.settings",
+    "CompressionSettings": "wskit.settings",
+    "LimitSettings": "wskit.settings",
+    "ServerSettings": "wskit.settings",
+    "TimeoutSettings": "wskit.settings",
+    "TLSSettings": "wskit.settings",
+    # errors
+    "WskitError": "wskit.errors",
+    "ConnectionClosed": "wskit.errors",
+    "DecodeError": "wskit.errors",
+    "HandshakeError": "wskit.errors",
+    "ListenError": "wskit.errors",
+    "NegotiationError": "wskit.errors",
+    "NoCommonSubprotocol": "wskit.errors",
+    "RequestError": "wskit.errors",
+    "SettingsError": "wskit.errors",
+    "RPCError": "wskit.jsonrpc",
+    "InvalidParams": "wskit.jsonrpc",
+    # clients (the app layer)
+    "connect": "wskit.clients",
+    "ClientConnection": "wskit.clients",
+    "ChatClient": "wskit.clients",
+    "PubSubClient": "wskit.clients",
+    "RPCClient": "wskit.clients",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wskit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # pragma: no cover  # noqa: F401
+    from .app import WebSocketApp
+    from .broadcast import Broadcast
+    from .clients import ChatClient, ClientConnection, PubSubClient, RPCClient, connect
+    from .errors import (
+        ConnectionClosed,
+        DecodeError,
+        HandshakeError,
+        ListenError,
+        NegotiationError,
+        NoCommonSubprotocol,
+        RequestError,
+        SettingsError,
+        WskitError,
+    )
+    from .handler import Connection, Handler
+    from .hub import Hub, InProcessHub
+    from .jsonrpc import InvalidParams, RPCError, RPCService
+    from .negotiation import SubprotocolRegistry, negotiate_subprotocol
+    from .origin import OriginPolicy
+    from .runner import run
+    from .serializers import Serializer, get_serializer
+    from .settings import (
+        AppSettings,
+        ClientSettings,
+        CompressionSettings,
+        LimitSettings,
+        ServerSettings,
+        TimeoutSettings,
+        TLSSettings,
+    )

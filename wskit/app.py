@@ -6,6 +6,7 @@ Resource) on either backend; handlers reach it as ``connection.app``.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from .compression import check_codecs
@@ -14,9 +15,18 @@ from .negotiation import SubprotocolRegistry
 from .origin import OriginPolicy
 from .settings import ServerSettings
 
+# What a WebSocketApp serves when given no registry: the shipped subprotocols.
+SHIPPED_APPLICATIONS = "wskit.protocols"
+
 
 class WebSocketApp:
     """Everything connections of one server share.
+
+    ``registry`` holds the subprotocols served; without one, the app serves
+    the shipped subprotocols (``wskit.protocols``, looked up when the app is
+    created: the core imports no application). ``services`` holds the apps'
+    shared state by name; a service with ``start()``/``stop()`` methods (the
+    demo ticker, say) runs while the server listens.
 
     >>> app = WebSocketApp(ServerSettings(subprotocols=("wskit.echo",)))
     >>> app.registry.names
@@ -35,9 +45,7 @@ class WebSocketApp:
         self.hub: Hub = hub if hub is not None else InProcessHub()
         self.services: dict[str, Any] = {}
         if registry is None:
-            from .protocols import build_registry
-
-            registry = build_registry(self)
+            registry = importlib.import_module(SHIPPED_APPLICATIONS).build_registry(self)
         if self.settings.subprotocols:
             registry = registry.restricted(self.settings.subprotocols)
         default = self.settings.default_subprotocol
@@ -47,22 +55,25 @@ class WebSocketApp:
         self.registry = registry
         self.origin_policy = OriginPolicy(self.settings.allowed_origins)
         self.connections: set[Any] = set()
-        self._ticker: Any = None
+        self._started = False
 
     def start(self) -> None:
-        """Start background work (the demo ticker); the server calls this once listening."""
-        if self._ticker is None:
-            from .ticker import demo_ticker_for
-
-            self._ticker = demo_ticker_for(self)
-            if self._ticker is not None:
-                self._ticker.start()
+        """Start the services' background work; the server calls this once listening."""
+        if not self._started:
+            self._started = True
+            for svc in self.services.values():
+                start = getattr(svc, "start", None)
+                if callable(start):
+                    start()
 
     def stop(self) -> None:
-        """Stop background work; the server calls this on shutdown."""
-        ticker, self._ticker = self._ticker, None
-        if ticker is not None:
-            ticker.stop()
+        """Stop the services' background work; the server calls this on shutdown."""
+        if self._started:
+            self._started = False
+            for svc in self.services.values():
+                stop = getattr(svc, "stop", None)
+                if callable(stop):
+                    stop()
 
     def connection_opened(self, connection: Any) -> None:
         self.connections.add(connection)

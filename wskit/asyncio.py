@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 from typing import Any
-from urllib.parse import urlsplit
 
 import txaio
 
@@ -29,32 +28,55 @@ from .protocol import (  # noqa: E402
     ClientProtocolMixin,
     ServerFactoryMixin,
     ServerProtocolMixin,
-    factory_url,
+    closing_deadline,
+    split_ws_url,
 )
-from .settings import ClientSettings, ServerSettings  # noqa: E402
+from .errors import ListenError, describe_listen_error  # noqa: E402
+from .settings import ClientSettings, ServerSettings, SettingsError  # noqa: E402
 
-BACKEND = "asyncio"
+class _AsyncioConnection:
+    """Flow control on an asyncio transport (shared by both sides' protocol classes)."""
+
+    def pause_writing(self) -> None:
+        self._transport_paused()
+
+    def resume_writing(self) -> None:
+        self._transport_resumed()
+
+    @property
+    def buffered_amount(self) -> int:
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket (backpressure on the peer)."""
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.transport.resume_reading()
 
 
-class ServerProtocol(ServerProtocolMixin, _ServerProtocol):
+class ServerProtocol(_AsyncioConnection, ServerProtocolMixin, _ServerProtocol):
     """A wskit server connection on asyncio; subclass it in Autobahn's style if you like."""
 
     log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
 
 
 class ServerFactory(ServerFactoryMixin, _ServerFactory):
+    """Autobahn server factory configured from a :class:`WebSocketApp` (or settings).
+
+    Build it inside the running loop (or pass ``loop``): every timer of its
+    connections runs on that loop.
+    """
+
     protocol = ServerProtocol
 
     def __init__(self, app: WebSocketApp | None = None, *, settings: ServerSettings | None = None,
-                 protocol: type | None = None):
-        app = app or WebSocketApp(settings)
-        super().__init__(url=factory_url(app.settings), loop=asyncio.get_running_loop())
-        if protocol is not None:
-            self.protocol = protocol
-        self._configure(app)
+                 protocol: type | None = None, loop: asyncio.AbstractEventLoop | None = None):
+        super().__init__(app, settings=settings, protocol=protocol, loop=loop or asyncio.get_running_loop())
 
 
-class ClientProtocol(ClientProtocolMixin, _ClientProtocol):
+class ClientProtocol(_AsyncioConnection, ClientProtocolMixin, _ClientProtocol):
     """A wskit client connection on asyncio."""
 
     log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
@@ -64,19 +86,8 @@ class ClientFactory(ClientFactoryMixin, _ClientFactory):
     protocol = ClientProtocol
 
     def __init__(self, url: str, settings: ClientSettings | None = None, handler_factory: Any = None,
-                 protocol: type | None = None):
-        settings = (settings or ClientSettings()).validate()
-        super().__init__(
-            url=url,
-            protocols=list(settings.subprotocols) or None,
-            origin=settings.origin,
-            useragent=settings.user_agent,
-            headers=dict(settings.headers) or None,
-            loop=asyncio.get_running_loop(),
-        )
-        if protocol is not None:
-            self.protocol = protocol
-        self._configure(settings, handler_factory)
+                 protocol: type | None = None, loop: asyncio.AbstractEventLoop | None = None):
+        super().__init__(url, settings, handler_factory, protocol, loop=loop or asyncio.get_running_loop())
 
 
 def server_ssl_context(settings: ServerSettings) -> ssl.SSLContext | None:
@@ -112,7 +123,7 @@ class WebSocketServer:
     async def wait_closed(self) -> None:
         """Wait for the closing handshakes (at most the close-handshake timeout)."""
         if self._closing:
-            await asyncio.wait(self._closing, timeout=self.app.settings.timeouts.close_handshake + 0.5)
+            await asyncio.wait(self._closing, timeout=closing_deadline(self.app.settings))
         await self._server.wait_closed()
 
     async def serve_forever(self) -> None:
@@ -138,12 +149,15 @@ async def serve(settings: ServerSettings | None = None, app: WebSocketApp | None
     """
     app = app or WebSocketApp(settings)
     if app.settings.endpoint:
-        raise ValueError("Twisted endpoint strings (--endpoint) need the twisted backend")
+        raise SettingsError("Twisted endpoint strings (--endpoint) need the twisted backend")
     factory = ServerFactory(app, protocol=protocol)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        factory, app.settings.host, app.settings.port, ssl=server_ssl_context(app.settings)
-    )
+    try:
+        server = await loop.create_server(
+            factory, app.settings.host, app.settings.port, ssl=server_ssl_context(app.settings)
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise ListenError(describe_listen_error(exc, app.settings)) from None
     app.start()
     return WebSocketServer(server, app)
 
@@ -162,21 +176,18 @@ async def connect(url: str, settings: ClientSettings | None = None, handler_fact
     Raises :class:`wskit.HandshakeError` when the server refuses, ``OSError``
     when TCP or TLS fails.
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ValueError(f"not a WebSocket URL: {url!r} (expected ws://host[:port]/path or wss://...)")
-    secure = parts.scheme == "wss"
-    settings = (settings or ClientSettings()).validate()
+    host, port, secure = split_ws_url(url)
     factory = ClientFactory(url, settings, handler_factory, protocol=protocol)
     loop = asyncio.get_running_loop()
     _transport, proto = await loop.create_connection(
         factory,
-        parts.hostname,
-        parts.port or (443 if secure else 80),
-        ssl=client_ssl_context(settings.ca_file) if secure else None,
-        server_hostname=parts.hostname if secure else None,
+        host,
+        port,
+        ssl=client_ssl_context(factory.wskit_settings.ca_file) if secure else None,
+        server_hostname=host if secure else None,
     )
-    return await proto.opened
+    await proto.is_open
+    return proto
 
 
 def install_uvloop() -> bool:
@@ -190,7 +201,6 @@ def install_uvloop() -> bool:
 
 
 __all__ = [
-    "BACKEND",
     "ClientFactory",
     "ClientProtocol",
     "ServerFactory",

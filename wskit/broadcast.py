@@ -15,10 +15,9 @@ with ``doNotCompress`` so they go out pre-framed everywhere (an uncompressed
 message is legal on a deflate connection).
 
 Slow consumers: sending only appends to the connection's transport buffer, so
-one peer that does not read cannot stall delivery to the others. To keep such
-a peer from growing the server's memory without bound, a recipient whose
-unsent bytes already exceed ``max_buffered_bytes`` is dropped (TCP abort: its
-close frame could never get through the backlog).
+one peer that does not read cannot stall delivery to the others. The
+connection itself bounds that buffer (``LimitSettings.max_buffered_bytes``):
+a recipient too far behind is dropped instead of sent to.
 """
 
 from __future__ import annotations
@@ -26,36 +25,9 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from typing import Any
 
-import txaio
 from autobahn.websocket.protocol import PreparedMessage
 
 from .serializers import Serializer
-
-
-
-
-def buffered_bytes(connection: Any) -> int:
-    """Bytes queued on ``connection``'s transport and not yet written to the socket.
-
-    asyncio transports report it (``get_write_buffer_size``); Twisted's TCP
-    transports keep ``dataBuffer``/``_tempDataLen``. A wrapping transport (TLS)
-    is looked through. Unknown transports count as 0.
-    """
-    transport = getattr(connection, "transport", None)
-    for _ in range(3):
-        if transport is None:
-            return 0
-        size = getattr(transport, "get_write_buffer_size", None)
-        if callable(size):
-            try:
-                return int(size())
-            except Exception:
-                return 0
-        data = getattr(transport, "dataBuffer", None)
-        if data is not None:
-            return len(data) - getattr(transport, "offset", 0) + getattr(transport, "_tempDataLen", 0)
-        transport = getattr(transport, "transport", None)
-    return 0
 
 
 class Broadcast:
@@ -72,12 +44,10 @@ class Broadcast:
     1
     """
 
-    def __init__(self, shapes: Mapping[Hashable, Any], exclude: Any = None,
-                 max_buffered_bytes: int = 0):
+    def __init__(self, shapes: Mapping[Hashable, Any], exclude: Any = None):
         self.shapes = shapes
         # A subscriber (e.g. the sender of a presence change) that must not receive it.
         self.exclude = exclude
-        self.max_buffered_bytes = max_buffered_bytes
         self.encodings = 0
         self._payloads: dict[tuple[Hashable, str], bytes] = {}
         self._prepared: dict[tuple[Hashable, str, bool], PreparedMessage] = {}
@@ -104,19 +74,13 @@ class Broadcast:
         return prepared
 
     def send(self, connection: Any, shape: Hashable, serializer: Serializer) -> bool:
-        """Queue this message on ``connection``; False if it was not sent (closed or too slow)."""
-        if not getattr(connection, "is_connected", True):
-            return False
-        cap = self.max_buffered_bytes
-        if cap and buffered_bytes(connection) > cap:
-            txaio.make_logger().warn("wskit: dropping {peer}: more than {cap} bytes unsent (too slow a consumer)",
-                      peer=getattr(connection, "peer", "?"), cap=cap)
-            connection.dropConnection(abort=True)
+        """Queue this message on ``connection`` (a :class:`wskit.Connection`);
+        False if it was not sent (closed, or dropped as too slow a consumer)."""
+        if not connection.is_connected:
             return False
         payload = self.payload(shape, serializer)
-        do_not_compress = len(payload) < getattr(connection, "_compress_threshold", 0)
-        connection.send_prepared(self.prepared(shape, serializer, do_not_compress))
-        return True
+        do_not_compress = len(payload) < connection.compress_threshold
+        return connection.send_prepared(self.prepared(shape, serializer, do_not_compress))
 
 
-__all__ = ["Broadcast", "buffered_bytes"]
+__all__ = ["Broadcast"]

@@ -7,12 +7,14 @@ rejected handshake) print one line on stderr and exit non-zero.
 from __future__ import annotations
 
 import argparse
-import errno
-import signal
 import sys
 from typing import Any, NoReturn
 
+from .app import WebSocketApp
+from .errors import HandshakeError, ListenError
 from .options import add_server_arguments, server_settings
+from .protocol import split_ws_url
+from .runner import run
 from .settings import (
     BACKENDS,
     ClientSettings,
@@ -26,31 +28,13 @@ EXIT_USAGE = 2
 EXIT_FAILURE = 1
 
 
-class UserError(Exception):
-    """A failure to report as one line, without a traceback."""
-
-
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     sys.stderr.write(f"wskit: {message}\n")
     sys.stderr.flush()
     raise SystemExit(code)
 
 
-def describe_listen_error(exc: BaseException, settings: ServerSettings) -> str:
-    where = settings.endpoint or f"{settings.host}:{settings.port}"
-    text = str(exc)
-    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE or "in use" in text:
-        return f"cannot listen on {where}: address already in use (pick another --port)"
-    if isinstance(exc, OSError) and exc.errno == errno.EACCES or "ermission denied" in text:
-        return f"cannot listen on {where}: permission denied"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"cannot listen on {where}: {exc.strerror}"
-    return f"cannot listen on {where}: {text}"
-
-
 def describe_connect_error(exc: BaseException, url: str) -> str:
-    from .protocol import HandshakeError
-
     text = str(exc)
     # ssl.SSLCertVerificationError is a ValueError: test for it before "bad URL".
     if "certificate verify failed" in text or "CERTIFICATE_VERIFY_FAILED" in text:
@@ -60,8 +44,7 @@ def describe_connect_error(exc: BaseException, url: str) -> str:
                 f"pass --ca-file with the server's certificate or its CA")
     if isinstance(exc, HandshakeError):
         if exc.status:
-            reason = exc.reason.split("]: ", 1)[-1]
-            return f"handshake rejected by {url}: HTTP {exc.status} {reason}"
+            return f"handshake rejected by {url}: HTTP {exc.status} {exc.reason}".rstrip()
         return f"handshake with {url} failed: {exc.reason}"
     if isinstance(exc, ValueError):
         return f"bad URL: {exc}"
@@ -92,76 +75,48 @@ def start_logging(backend: str) -> None:
         txaio.start_logging(out=sys.stderr, level="info")
 
 
-def serve_twisted(settings: ServerSettings) -> int:
-    from twisted.internet import reactor
+async def _serve(settings: ServerSettings, backend: str, stopping: Any) -> int:
+    """Listen, announce, serve until SIGINT/SIGTERM, then close every connection with 1001."""
+    if backend == "twisted":
+        from twisted.internet import reactor
 
-    from . import twisted as wtwisted
+        from . import twisted as wtwisted
 
-    start_logging("twisted")
-    svc = wtwisted.WebSocketService(settings, reactor=reactor)
-    status = {"code": 0}
+        start_logging(backend)
+        svc = wtwisted.WebSocketService(settings, reactor=reactor)
+        svc.startService()
+        port = (await svc.when_listening()).getHost().port
+        names, shutdown = svc.app.registry.names, svc.stopService
+    else:
+        from . import asyncio as wasyncio
 
-    def listening(port: Any) -> None:
-        host = port.getHost()
-        actual = getattr(host, "port", None)
-        where = settings.url if actual is None else settings.replace(port=actual).url
-        sys.stderr.write(f"wskit: serving {', '.join(svc.app.registry.names)} at {where} (twisted)\n")
-        sys.stderr.flush()
-        reactor.addSystemEventTrigger("before", "shutdown", svc.stopService)
+        start_logging(backend)
+        server = await wasyncio.serve(settings)
+        port, names = server.port, server.app.registry.names
 
-    def failed(fail: Any) -> None:
-        status["code"] = EXIT_FAILURE
-        sys.stderr.write(f"wskit: {describe_listen_error(fail.value, settings)}\n")
-        reactor.stop()
+        async def shutdown() -> None:
+            server.close()
+            await server.wait_closed()
 
-    reactor.callWhenRunning(lambda: svc.startService().addCallbacks(listening, failed))
-    reactor.run()
-    return status["code"]
-
-
-def serve_asyncio(settings: ServerSettings) -> int:
-    import asyncio
-
-    from . import asyncio as wasyncio
-
-    if settings.uvloop:
-        wasyncio.install_uvloop()
-
-    async def main() -> int:
-        start_logging("asyncio")
-        try:
-            server = await wasyncio.serve(settings)
-        except OSError as exc:
-            sys.stderr.write(f"wskit: {describe_listen_error(exc, settings)}\n")
-            return EXIT_FAILURE
-        where = settings.replace(port=server.port).url
-        sys.stderr.write(f"wskit: serving {', '.join(server.app.registry.names)} at {where} (asyncio)\n")
-        sys.stderr.flush()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        server.close()
-        await server.wait_closed()
-        return 0
-
-    return asyncio.run(main())
+    sys.stderr.write(f"wskit: serving {', '.join(names)} at {settings.replace(port=port).url} ({backend})\n")
+    sys.stderr.flush()
+    await stopping
+    await shutdown()
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        settings = server_settings(vars(args), backend=args.backend)
-        if settings.endpoint and settings.backend == "asyncio":
+        settings = server_settings(vars(args))
+        if settings.endpoint and args.backend == "asyncio":
             raise SettingsError("--endpoint takes a Twisted endpoint string: use --backend twisted")
-        from .app import WebSocketApp
-
         WebSocketApp(settings)  # validates subprotocol names and compression codecs up front
     except (SettingsError, KeyError) as exc:
         fail(str(exc).strip('"'), EXIT_USAGE)
-    if settings.backend == "asyncio":
-        return serve_asyncio(settings)
-    return serve_twisted(settings)
+    try:
+        return run(lambda stopping: _serve(settings, args.backend, stopping), args.backend, use_uvloop=True)
+    except ListenError as exc:
+        fail(str(exc))
 
 
 # -- connect -------------------------------------------------------------------
@@ -189,17 +144,16 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
     try:
         settings = client_settings_from_args(args)
+        split_ws_url(args.url)
     except SettingsError as exc:
         fail(str(exc), EXIT_USAGE)
     try:
         return run_interactive(args.url, settings, backend=args.backend, linger=args.linger)
-    except UserError as exc:
-        fail(str(exc))
+    except Exception as exc:
+        fail(describe_connect_error(exc, args.url))
 
 
 def cmd_protocols(args: argparse.Namespace) -> int:
-    from .app import WebSocketApp
-
     app = WebSocketApp(ServerSettings())
     for entry in app.registry:
         marker = " (default)" if entry.name == app.settings.default_subprotocol else ""

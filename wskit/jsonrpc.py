@@ -22,6 +22,7 @@ from typing import Any
 
 import txaio
 
+from .errors import WskitError
 from .logs import log_failure
 
 PARSE_ERROR = -32700
@@ -41,7 +42,7 @@ STANDARD_MESSAGES = {
 
 
 
-class RPCError(Exception):
+class RPCError(WskitError):
     """A JSON-RPC error: raise it from a method to answer with it; clients raise it for error replies.
 
     >>> RPCError(-32601, "Method not found", "nope").to_dict()

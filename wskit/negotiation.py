@@ -12,49 +12,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .errors import NegotiationError, NoCommonSubprotocol, NoDefaultSubprotocol  # noqa: F401  (re-exported)
+
 # RFC 6455 4.1: subprotocol names are HTTP tokens.
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-
-
-class NegotiationError(Exception):
-    """The handshake cannot go on; ``status`` is the HTTP status to answer with."""
-
-    status = 400
-
-
-class NoCommonSubprotocol(NegotiationError):
-    """The client offered subprotocols, none of which this server serves."""
-
-    def __init__(self, offered: Sequence[str], supported: Sequence[str]):
-        self.offered = tuple(offered)
-        self.supported = tuple(supported)
-        super().__init__(
-            "no supported subprotocol offered (offered: {}; supported: {})".format(
-                ", ".join(self.offered) or "none", ", ".join(self.supported) or "none"
-            )
-        )
-
-
-class NoDefaultSubprotocol(NegotiationError):
-    """The client offered no subprotocol and the server has no default."""
-
-    def __init__(self, supported: Sequence[str]):
-        self.supported = tuple(supported)
-        super().__init__(
-            "a subprotocol is required (supported: {})".format(", ".join(self.supported) or "none")
-        )
-
-
-class UnexpectedSubprotocol(Exception):
-    """A server answered with a subprotocol the client did not offer."""
-
-    def __init__(self, answered: str, offered: Sequence[str]):
-        self.answered = answered
-        self.offered = tuple(offered)
-        super().__init__(
-            f"server chose subprotocol {answered!r}, which was not offered "
-            f"(offered: {', '.join(self.offered) or 'none'})"
-        )
 
 
 def is_valid_subprotocol_name(name: str) -> bool:
@@ -90,12 +51,6 @@ def negotiate_subprotocol(
             if name in offered_set:
                 return name
     raise NoCommonSubprotocol(offered, supported)
-
-
-def check_server_choice(answered: str | None, offered: Sequence[str]) -> None:
-    """Client side: the server may only pick a name we offered (RFC 6455 4.1)."""
-    if answered and answered not in offered:
-        raise UnexpectedSubprotocol(answered, offered)
 
 
 HandlerFactory = Callable[[Any], Any]

@@ -89,8 +89,8 @@ SERVER_OPTIONS: tuple[Option, ...] = (
            metavar="N"),
     Option("error-budget", int, _A.error_budget, "bad messages a chat/pubsub/rpc connection may send "
            "before it is closed with 1008 (0 = unlimited)", metavar="N"),
-    Option("max-buffered-bytes", int, _A.max_buffered_bytes, "drop a connection whose unsent "
-           "broadcast bytes exceed this (0 = no cap)", metavar="BYTES"),
+    Option("max-buffered-bytes", int, _L.max_buffered_bytes, "drop a connection whose unsent "
+           "bytes (replies and broadcasts) exceed this (0 = no cap)", metavar="BYTES"),
     Option("tls-cert", str, None, "PEM certificate (chain) for wss:// and https://", metavar="FILE"),
     Option("tls-key", str, None, "PEM private key for --tls-cert", metavar="FILE"),
     Option("ticker-interval", float, _DEFAULT.ticker_interval, "publish demo price ticks on pub/sub "
@@ -112,7 +112,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                                 metavar=opt.metavar, help=opt.help + shown)
 
 
-def server_settings(values: dict[str, Any], backend: str = "twisted") -> ServerSettings:
+def server_settings(values: dict[str, Any]) -> ServerSettings:
     """Build validated :class:`ServerSettings` from parsed option values."""
 
     def get(name: str) -> Any:
@@ -133,7 +133,6 @@ def server_settings(values: dict[str, Any], backend: str = "twisted") -> ServerS
         port=get("port"),
         endpoint=get("endpoint"),
         path=get("path"),
-        backend=backend,
         subprotocols=get("protocol") or None,
         default_subprotocol=None if default_protocol in (None, "none") else default_protocol,
         prefer="client" if get("prefer_client") else "server",
@@ -155,6 +154,7 @@ def server_settings(values: dict[str, Any], backend: str = "twisted") -> ServerS
             max_message_size=get("max_message_size"),
             max_frame_size=get("max_frame_size"),
             max_connections=get("max_connections"),
+            max_buffered_bytes=get("max_buffered_bytes"),
         ),
         timeouts=TimeoutSettings(
             open_handshake=get("open_timeout"),
@@ -167,7 +167,6 @@ def server_settings(values: dict[str, Any], backend: str = "twisted") -> ServerS
         apps=AppSettings(
             history_size=get("history_size"),
             error_budget=get("error_budget"),
-            max_buffered_bytes=get("max_buffered_bytes"),
         ),
     )
     return settings.validate()

@@ -8,7 +8,6 @@ imports a reactor or an event loop.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,24 +23,43 @@ from .compression import (
     make_server_accept,
     tune_extension,
 )
+from .errors import HandshakeError
 from .logs import log_failure
 from .negotiation import NegotiationError
-from .settings import ClientSettings, ServerSettings
+from .settings import ClientSettings, ServerSettings, SettingsError
 from .static import content_type, resolve_static_file, static_root
 
 CLOSE_INTERNAL_ERROR = 1011
+# Autobahn batches connection timers into buckets of this many seconds.
+TIMER_BUCKET_SECONDS = 0.2
+# How long a shutdown waits for closing handshakes beyond the close-handshake
+# timeout: Autobahn drops a silent peer when that timeout's bucket fires.
+CLOSE_GRACE_SECONDS = 2 * TIMER_BUCKET_SECONDS
 ALLOWED_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
 
 
 class ConnectionMixin:
-    """What server and client connections share: the :class:`wskit.Connection` API."""
+    """What server and client connections share: the :class:`wskit.Connection` API.
+
+    Flow control comes from the transport: it tells the connection when its
+    write buffer passes the high-water mark and when it has drained (asyncio's
+    ``pause_writing``/``resume_writing``, a Twisted push producer registered
+    on the transport); the backend adapters wire those signals to
+    :meth:`_transport_paused` and :meth:`_transport_resumed`. Every send goes
+    through :meth:`_admit`, which drops a peer whose unsent bytes exceed
+    ``max_buffered_bytes``: direct replies and broadcasts alike.
+    """
 
     handler: Any = None
     # The subprotocol actually served: the negotiated name, or the default's
     # name when the client offered none (then no Sec-WebSocket-Protocol is sent).
     served_subprotocol: str | None = None
     _compression_settings = None
-    _compress_threshold = 0
+    compress_threshold = 0
+    max_buffered_bytes = 0
+    _writing_paused = False
+    _paused_bytes = 0
+    _drain_waiters: list[Any] | None = None
 
     # -- Connection API ------------------------------------------------
 
@@ -59,14 +77,48 @@ class ConnectionMixin:
         described = describe_extensions(self.websocket_extensions_in_use or [])
         return described[0] if described else None
 
-    def send_text(self, text: str) -> None:
-        self.sendMessage(text.encode("utf-8"), False)
+    @property
+    def is_connected(self) -> bool:
+        return self.state == self.STATE_OPEN
 
-    def send_binary(self, data: bytes) -> None:
-        self.sendMessage(bytes(data), True)
+    @property
+    def writable(self) -> bool:
+        """False while the transport's write buffer is over its high-water mark."""
+        return not self._writing_paused
 
-    def send_prepared(self, prepared: Any) -> None:
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes handed to the transport and not yet written to the socket.
+
+        Twisted transports only signal their high-water mark, so there this
+        counts the bytes queued since the transport asked to pause (0 while
+        writable); the asyncio adapter reports the transport's exact figure.
+        """
+        return self._paused_bytes if self._writing_paused else 0
+
+    def send_message(self, payload: bytes, is_binary: bool) -> bool:
+        """Send an encoded payload as one text (UTF-8) or binary message.
+
+        Returns False when nothing was sent: the connection is not open, or
+        the peer was dropped as too slow a consumer.
+        """
+        if not self._admit():
+            return False
+        self.sendMessage(payload, is_binary)
+        return True
+
+    def send_text(self, text: str) -> bool:
+        return self.send_message(text.encode("utf-8"), False)
+
+    def send_binary(self, data: bytes) -> bool:
+        return self.send_message(bytes(data), True)
+
+    def send_prepared(self, prepared: Any) -> bool:
+        """Send a message framed once for many connections (see :class:`wskit.Broadcast`)."""
+        if not self._admit():
+            return False
         self.sendPreparedMessage(prepared)
+        return True
 
     def close(self, code: int = 1000, reason: str | None = None) -> None:
         """Start the closing handshake.
@@ -83,22 +135,66 @@ class ConnectionMixin:
         reason_utf8 = encode_truncate(reason, 123) if reason else None
         self.sendCloseFrame(code=code, reasonUtf8=reason_utf8, isReply=False)
 
-    @property
-    def is_connected(self) -> bool:
-        return self.state == self.STATE_OPEN
+    def abort(self) -> None:
+        """Drop the TCP connection now, without a closing handshake."""
+        if self.state != self.STATE_CLOSED:
+            self.dropConnection(abort=True)
+
+    def when_writable(self) -> Any:
+        """A future that fires with True once the transport can take more bytes
+        (at once if it can now), or with False if the connection closes first."""
+        if not self._writing_paused:
+            return txaio.create_future_success(self.state != self.STATE_CLOSED)
+        future = txaio.create_future()
+        if self._drain_waiters is None:
+            self._drain_waiters = []
+        self._drain_waiters.append(future)
+        return future
+
+    # -- flow control ----------------------------------------------------
+
+    def _admit(self) -> bool:
+        """May one more message be queued? Drops the peer past ``max_buffered_bytes``."""
+        if self.state != self.STATE_OPEN:
+            return False
+        cap = self.max_buffered_bytes
+        if cap and self._writing_paused and self.buffered_amount > cap:
+            self.log.warn(
+                "wskit: dropping {peer}: more than {cap} bytes unsent (too slow a consumer)",
+                peer=self.peer,
+                cap=cap,
+                wskit_event="slow-consumer",
+            )
+            self.abort()
+            return False
+        return True
+
+    def _transport_paused(self) -> None:
+        self._writing_paused = True
+        self._paused_bytes = 0
+
+    def _transport_resumed(self) -> None:
+        self._writing_paused = False
+        self._paused_bytes = 0
+        self._wake_drain_waiters(True)
+
+    def _wake_drain_waiters(self, writable: bool) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, None
+        for future in waiters or ():
+            if not txaio.is_called(future):
+                txaio.resolve(future, writable)
 
     # -- Autobahn hooks ------------------------------------------------
 
     def sendMessage(self, payload, isBinary=False, fragmentSize=None, sync=False, doNotCompress=False):
         # Tiny messages grow under deflate and cost a compressor call each.
-        if len(payload) < self._compress_threshold:
+        if len(payload) < self.compress_threshold:
             doNotCompress = True
         super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
 
-    def sendPreparedMessage(self, preparedMsg) -> None:
-        if self.state != self.STATE_OPEN:
-            return
-        super().sendPreparedMessage(preparedMsg)
+    def _connectionLost(self, reason) -> None:
+        super()._connectionLost(reason)
+        self._wake_drain_waiters(False)
 
     def _onOpen(self) -> None:
         if self._perMessageCompress is not None and self._compression_settings is not None:
@@ -174,7 +270,8 @@ class ServerProtocolMixin(ConnectionMixin):
     def _connectionMade(self) -> None:
         self.app = self.factory.app
         self._compression_settings = self.app.settings.compression
-        self._compress_threshold = self._compression_settings.threshold
+        self.compress_threshold = self._compression_settings.threshold
+        self.max_buffered_bytes = self.app.settings.limits.max_buffered_bytes
         super()._connectionMade()
 
     def onConnect(self, request):
@@ -284,6 +381,28 @@ class ServerProtocolMixin(ConnectionMixin):
         self.wasClean = True
 
 
+def split_ws_url(url: str) -> tuple[str, int, bool]:
+    """``(host, port, secure)`` of a ``ws://`` or ``wss://`` URL, or :class:`SettingsError`.
+
+    >>> split_ws_url("wss://example.com/ws")
+    ('example.com', 443, True)
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise SettingsError(f"not a WebSocket URL: {url!r} ({exc})") from None
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise SettingsError(f"not a WebSocket URL: {url!r} (expected ws://host[:port]/path or wss://...)")
+    secure = parts.scheme == "wss"
+    return parts.hostname, port or (443 if secure else 80), secure
+
+
+def closing_deadline(settings: ServerSettings) -> float:
+    """Seconds a server shutdown waits for its connections' closing handshakes."""
+    return settings.timeouts.close_handshake + CLOSE_GRACE_SECONDS
+
+
 def factory_url(settings: ServerSettings) -> str:
     """The URL an Autobahn server factory is created with.
 
@@ -296,12 +415,42 @@ def factory_url(settings: ServerSettings) -> str:
     return f"{settings.scheme}://{host}{settings.path}"
 
 
-class ServerFactoryMixin:
-    """Applies :class:`ServerSettings` to an Autobahn server factory."""
+class FactoryMixin:
+    """What server and client factories share: timers on the factory's own event loop."""
+
+    def _bind_timers(self) -> None:
+        # Autobahn's handshake, close and auto-ping timers run on a batched timer
+        # that txaio would bind to its global loop (importing the global reactor
+        # on Twisted). Bind it to the reactor or loop this factory was given,
+        # so a connection can be driven on a fake clock.
+        loop = getattr(self, "reactor", None) or getattr(self, "loop", None)
+        self._batched_timer = txaio.with_config(loop=loop).make_batched_timer(
+            bucket_seconds=TIMER_BUCKET_SECONDS, chunk_size=1000
+        )
+
+
+class ServerFactoryMixin(FactoryMixin):
+    """Applies :class:`ServerSettings` to an Autobahn server factory.
+
+    ``loop`` is the event loop keyword of the Autobahn factory (``reactor=``
+    on Twisted, ``loop=`` on asyncio).
+    """
 
     app: Any = None
     # False when a twisted.web Site has already routed the request to us.
     check_path = True
+
+    def __init__(self, app: Any = None, *, settings: ServerSettings | None = None,
+                 protocol: type | None = None, **loop: Any):
+        if app is None:
+            from .app import WebSocketApp
+
+            app = WebSocketApp(settings)
+        super().__init__(url=factory_url(app.settings), **loop)
+        if protocol is not None:
+            self.protocol = protocol
+        self._bind_timers()
+        self._configure(app)
 
     def _configure(self, app: Any) -> None:
         settings: ServerSettings = app.settings
@@ -338,38 +487,34 @@ def _decline_compression(_offers: Any) -> None:
     return None
 
 
-class HandshakeError(Exception):
-    """The server refused the WebSocket handshake or answered something invalid."""
-
-    def __init__(self, reason: str, status: int | None = None):
-        self.reason = reason
-        self.status = status
-        super().__init__(reason)
-
-
 class ClientProtocolMixin(ConnectionMixin):
     """Client side: offers from settings, a clear error when the handshake fails.
 
-    ``self.opened`` (a txaio future) resolves with the protocol once open, or
-    fails with :class:`HandshakeError`; ``self.closed`` resolves with
-    ``(was_clean, code, reason)``.
+    Autobahn's ``is_open`` future fires once the connection is open; when the
+    handshake fails it fails with :class:`HandshakeError` instead of never firing.
+    ``is_closed`` fires once the connection is gone.
     """
 
     handler_factory: Any = None
 
     def _connectionMade(self) -> None:
-        self.opened = txaio.create_future()
-        self.closed = txaio.create_future()
         self._handshake_error: HandshakeError | None = None
         settings: ClientSettings = self.factory.wskit_settings
         self._compression_settings = settings.compression
-        self._compress_threshold = settings.compression.threshold
+        self.compress_threshold = settings.compression.threshold
+        self.max_buffered_bytes = settings.limits.max_buffered_bytes
         super()._connectionMade()
 
     def failHandshake(self, reason: str, code: int = 400, responseHeaders=None) -> None:
-        match = re.search(r"upgrade failed \[(\d{3})\]", reason)
-        self._handshake_error = HandshakeError(reason, int(match.group(1)) if match else None)
+        self._handshake_error = self._refusal() or HandshakeError(reason)
         super().failHandshake(reason)
+
+    def _refusal(self) -> HandshakeError | None:
+        """The server's refusal (a status other than 101), from the response's status line."""
+        parts = (getattr(self, "http_status_line", None) or "").split(None, 2)
+        if len(parts) < 2 or not parts[1].isdigit() or parts[1] == "101":
+            return None
+        return HandshakeError(parts[2].strip() if len(parts) > 2 else "", int(parts[1]))
 
     def onConnect(self, response) -> None:
         factory = self.handler_factory or self.factory.handler_factory
@@ -378,31 +523,47 @@ class ClientProtocolMixin(ConnectionMixin):
 
     def onOpen(self) -> None:
         self._log_open()
-        if not txaio.is_called(self.opened):
-            txaio.resolve(self.opened, self)
         self._call_handler("on_open")
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self._call_handler("on_message", payload, isBinary)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        if not txaio.is_called(self.opened):
+        if not txaio.is_called(self.is_open):
             error = self._handshake_error or HandshakeError(
                 self.wasNotCleanReason or reason or "connection closed before the handshake completed"
             )
-            txaio.reject(self.opened, error)
+            txaio.reject(self.is_open, error)
         else:
             self._log_close(wasClean, code, reason)
-        if not txaio.is_called(self.closed):
-            txaio.resolve(self.closed, (wasClean, code, reason))
         self._call_handler("on_close", wasClean, code, reason)
         self.handler = None
 
 
-class ClientFactoryMixin:
-    """Applies :class:`ClientSettings` to an Autobahn client factory."""
+class ClientFactoryMixin(FactoryMixin):
+    """Applies :class:`ClientSettings` to an Autobahn client factory.
+
+    ``loop`` is the event loop keyword of the Autobahn factory (``reactor=``
+    on Twisted, ``loop=`` on asyncio).
+    """
 
     handler_factory: Any = None
+
+    def __init__(self, url: str, settings: ClientSettings | None = None, handler_factory: Any = None,
+                 protocol: type | None = None, **loop: Any):
+        settings = (settings or ClientSettings()).validate()
+        super().__init__(
+            url=url,
+            protocols=list(settings.subprotocols) or None,
+            origin=settings.origin,
+            useragent=settings.user_agent,
+            headers=dict(settings.headers) or None,
+            **loop,
+        )
+        if protocol is not None:
+            self.protocol = protocol
+        self._bind_timers()
+        self._configure(settings, handler_factory)
 
     def _configure(self, settings: ClientSettings, handler_factory: Any = None) -> None:
         self.wskit_settings = settings

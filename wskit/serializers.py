@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 
 import msgpack
 
+from .errors import DecodeError
 
-class DecodeError(ValueError):
-    """A payload is not a valid message in the serializer's format."""
+
 
 
 class Serializer:
@@ -94,6 +94,11 @@ def get_serializer(name: str) -> Serializer:
         raise KeyError(f"unknown serializer {name!r} (known: {', '.join(SERIALIZERS)})") from None
 
 
+# The shipped application subprotocols and their versions, newest first: the
+# one list the server registry and the clients both read.
+APP_VERSIONS: dict[str, tuple[int, ...]] = {"chat": (2, 1), "pubsub": (1,), "rpc": (1,)}
+
+
 class SubprotocolName(NamedTuple):
     app: str
     version: int
@@ -128,6 +133,7 @@ def serializer_for(subprotocol: str | None) -> Serializer | None:
 
 
 __all__ = [
+    "APP_VERSIONS",
     "DecodeError",
     "JSONSerializer",
     "MsgpackSerializer",

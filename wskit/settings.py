@@ -11,14 +11,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .errors import SettingsError
+
 Backend = Literal["twisted", "asyncio"]
 BACKENDS: tuple[str, ...] = ("twisted", "asyncio")
 
 MiB = 1024 * 1024
 
 
-class SettingsError(ValueError):
-    """A setting has a value wskit cannot use; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,16 @@ class LimitSettings:
 
     ``max_frame_size`` of 0 means "same as ``max_message_size``"; a
     ``max_message_size`` of 0 means unlimited (not recommended for servers).
+    ``max_buffered_bytes``: a peer whose unsent outgoing bytes exceed this
+    when another message is sent to it (a reply or a broadcast) is dropped as
+    too slow a consumer (0 = no cap). ``max_connections`` (servers): refuse
+    handshakes beyond this many connections with 503 (0 = no limit).
     """
 
     max_message_size: int = 1 * MiB
     max_frame_size: int = 0
     max_connections: int = 0
+    max_buffered_bytes: int = 4 * MiB
 
     @property
     def effective_frame_size(self) -> int:
@@ -86,8 +91,8 @@ class LimitSettings:
     def validate(self) -> None:
         if self.max_message_size < 0 or self.max_frame_size < 0:
             raise SettingsError("size limits must be >= 0")
-        if self.max_connections < 0:
-            raise SettingsError("max_connections must be >= 0")
+        if self.max_connections < 0 or self.max_buffered_bytes < 0:
+            raise SettingsError("max_connections and max_buffered_bytes must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -135,8 +140,6 @@ class AppSettings:
     * ``max_batch_size``: most requests in one JSON-RPC batch.
     * ``max_subscriptions``: most chat rooms, or pubsub topics and patterns, one
       connection may be in at once (0 = no limit).
-    * ``max_buffered_bytes``: a connection whose unsent outgoing bytes exceed
-      this when a broadcast reaches it is dropped as too slow (0 = no cap).
     """
 
     history_size: int = 50
@@ -145,7 +148,6 @@ class AppSettings:
     error_budget: int = 10
     max_batch_size: int = 100
     max_subscriptions: int = 100
-    max_buffered_bytes: int = 4 * MiB
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):
@@ -167,7 +169,6 @@ class ServerSettings:
     port: int = 9000
     endpoint: str | None = None
     path: str = "/ws"
-    backend: str = "twisted"
     subprotocols: tuple[str, ...] | None = None
     default_subprotocol: str | None = "wskit.echo"
     prefer: Literal["server", "client"] = "server"
@@ -180,7 +181,6 @@ class ServerSettings:
     tls: TLSSettings = field(default_factory=TLSSettings)
     apps: AppSettings = field(default_factory=AppSettings)
     server_header: str = "wskit"
-    uvloop: bool = True
     # Seconds between demo ticks on pub/sub topic ticks.demo (0 = no ticker).
     ticker_interval: float = 1.0
 
@@ -197,8 +197,6 @@ class ServerSettings:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> ServerSettings:
-        if self.backend not in BACKENDS:
-            raise SettingsError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if self.prefer not in ("server", "client"):
             raise SettingsError(f"prefer must be 'server' or 'client', not {self.prefer!r}")
         if not self.path.startswith("/"):
@@ -226,7 +224,11 @@ def _client_compression() -> CompressionSettings:
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """What a wskit client offers and enforces."""
+    """What a wskit client offers and enforces.
+
+    ``max_queue``: received messages an awaitable client (``wskit.connect``)
+    holds unread before it stops reading from the socket (0 = no bound).
+    """
 
     subprotocols: tuple[str, ...] = ()
     compression: CompressionSettings = field(default_factory=_client_compression)
@@ -236,11 +238,14 @@ class ClientSettings:
     headers: tuple[tuple[str, str], ...] = ()
     ca_file: str | None = None
     user_agent: str = "wskit"
+    max_queue: int = 16
 
     def replace(self, **changes: Any) -> ClientSettings:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> ClientSettings:
+        if self.max_queue < 0:
+            raise SettingsError(f"max_queue must be >= 0, not {self.max_queue}")
         self.compression.validate()
         self.limits.validate()
         self.timeouts.validate()

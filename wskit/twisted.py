@@ -1,14 +1,14 @@
 """Twisted backend: concrete Autobahn classes, the Site, the IService, connect().
 
 Importing this module selects Twisted for txaio. It does not import
-``twisted.internet.reactor``: every function takes the reactor as an argument
-and only falls back to the global one when called without it.
+``twisted.internet.reactor``: factories, services and ``connect`` take the
+reactor as an argument and fall back to the global one only when called
+without it, so a connection can be driven on ``MemoryReactorClock``.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import txaio
 
@@ -23,43 +23,91 @@ from autobahn.twisted.websocket import (  # noqa: E402
 )
 from twisted.application import service  # noqa: E402
 from twisted.internet import defer, endpoints  # noqa: E402
+from twisted.internet.interfaces import IPushProducer  # noqa: E402
+from twisted.python.failure import Failure  # noqa: E402
 from twisted.web import resource, server, static  # noqa: E402
+from zope.interface import implementer  # noqa: E402
 
 from .app import WebSocketApp  # noqa: E402
+from .errors import ListenError  # noqa: E402
+from .errors import describe_listen_error  # noqa: E402
 from .protocol import (  # noqa: E402
     ClientFactoryMixin,
     ClientProtocolMixin,
     ServerFactoryMixin,
     ServerProtocolMixin,
-    factory_url,
+    closing_deadline,
+    split_ws_url,
 )
 from .settings import ClientSettings, ServerSettings  # noqa: E402
 from .static import static_root  # noqa: E402
 
-BACKEND = "twisted"
+
+@implementer(IPushProducer)
+class _WritabilitySignal:
+    """Registered on a connection's transport as a streaming producer: the
+    transport pauses it past its high-water mark and resumes it once drained."""
+
+    def __init__(self, connection: Any):
+        self.connection = connection
+
+    def pauseProducing(self) -> None:
+        self.connection._transport_paused()
+
+    def resumeProducing(self) -> None:
+        self.connection._transport_resumed()
+
+    def stopProducing(self) -> None:
+        pass
 
 
-class ServerProtocol(ServerProtocolMixin, _ServerProtocol):
+class _TwistedConnection:
+    """Flow control on a Twisted transport (shared by both sides' protocol classes)."""
+
+    def _connectionMade(self) -> None:
+        super()._connectionMade()
+        signal = _WritabilitySignal(self)
+        try:
+            self.transport.registerProducer(signal, True)
+        except RuntimeError:
+            # twisted.web's HTTPChannel registered itself before the upgrade
+            # handed the transport over; it no longer produces anything here.
+            self.transport.unregisterProducer()
+            self.transport.registerProducer(signal, True)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        if self._writing_paused:
+            self._paused_bytes += len(data)
+        super().sendData(data, sync, chopsize)
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket (backpressure on the peer)."""
+        self.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        self.transport.resumeProducing()
+
+
+class ServerProtocol(_TwistedConnection, ServerProtocolMixin, _ServerProtocol):
     """A wskit server connection on Twisted; subclass it in Autobahn's style if you like."""
 
     log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
 
 
 class ServerFactory(ServerFactoryMixin, _ServerFactory):
-    """Autobahn server factory configured from a :class:`WebSocketApp`."""
+    """Autobahn server factory configured from a :class:`WebSocketApp` (or settings).
+
+    Every timer of its connections runs on ``reactor`` (the global reactor if None).
+    """
 
     protocol = ServerProtocol
 
     def __init__(self, app: WebSocketApp | None = None, *, settings: ServerSettings | None = None,
-                 protocol: type | None = None):
-        app = app or WebSocketApp(settings)
-        super().__init__(url=factory_url(app.settings))
-        if protocol is not None:
-            self.protocol = protocol
-        self._configure(app)
+                 protocol: type | None = None, reactor: Any = None):
+        super().__init__(app, settings=settings, protocol=protocol, reactor=reactor)
 
 
-class ClientProtocol(ClientProtocolMixin, _ClientProtocol):
+class ClientProtocol(_TwistedConnection, ClientProtocolMixin, _ClientProtocol):
     """A wskit client connection on Twisted."""
 
     log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
@@ -69,26 +117,15 @@ class ClientFactory(ClientFactoryMixin, _ClientFactory):
     protocol = ClientProtocol
 
     def __init__(self, url: str, settings: ClientSettings | None = None, handler_factory: Any = None,
-                 protocol: type | None = None):
-        settings = (settings or ClientSettings()).validate()
-        headers = dict(settings.headers)
-        super().__init__(
-            url=url,
-            protocols=list(settings.subprotocols) or None,
-            origin=settings.origin,
-            useragent=settings.user_agent,
-            headers=headers or None,
-        )
-        if protocol is not None:
-            self.protocol = protocol
-        self._configure(settings, handler_factory)
+                 protocol: type | None = None, reactor: Any = None):
+        super().__init__(url, settings, handler_factory, protocol, reactor=reactor)
 
 
 # -- twisted.web ---------------------------------------------------------------
 
 
 def websocket_resource(app: WebSocketApp | None = None, *, settings: ServerSettings | None = None,
-                       protocol: type | None = None) -> WebSocketResource:
+                       protocol: type | None = None, reactor: Any = None) -> WebSocketResource:
     """A twisted.web Resource serving wskit's WebSocket endpoint; mount it anywhere.
 
     Example::
@@ -97,15 +134,15 @@ def websocket_resource(app: WebSocketApp | None = None, *, settings: ServerSetti
         root.putChild(b"live", wskit.twisted.websocket_resource(settings=ServerSettings()))
         reactor.listenTCP(8080, Site(root))
     """
-    factory = ServerFactory(app, settings=settings, protocol=protocol)
+    factory = ServerFactory(app, settings=settings, protocol=protocol, reactor=reactor)
     factory.check_path = False  # the Site already routed the request here
     return WebSocketResource(factory)
 
 
-def build_site(app: WebSocketApp, protocol: type | None = None) -> server.Site:
+def build_site(app: WebSocketApp, protocol: type | None = None, reactor: Any = None) -> server.Site:
     """HTTP and WebSocket on one port: the demo page at ``/``, the endpoint at ``settings.path``."""
     settings = app.settings
-    ws = websocket_resource(app, protocol=protocol)
+    ws = websocket_resource(app, protocol=protocol, reactor=reactor)
     root: resource.Resource
     if settings.serve_static:
         root = static.File(static_root(settings.static_dir))
@@ -122,23 +159,29 @@ def build_site(app: WebSocketApp, protocol: type | None = None) -> server.Site:
     parent.putChild(segments[-1], ws)
     # Until a request has arrived, the HTTP idle timeout is the opening-handshake
     # timeout: a client that connects and says nothing is dropped just as fast.
-    site = server.Site(root, timeout=settings.timeouts.open_handshake or None)
+    site = server.Site(root, timeout=settings.timeouts.open_handshake or None, reactor=reactor)
     site.noisy = False
-    site.wskit_app = app
-    site.wskit_factory = ws._factory
     return site
 
 
-def endpoint_description(settings: ServerSettings) -> str:
-    """The Twisted server endpoint string for ``settings`` (``--endpoint`` wins)."""
+def server_endpoint(reactor: Any, settings: ServerSettings) -> Any:
+    """The Twisted server endpoint ``settings`` describe (``settings.endpoint`` wins).
+
+    Raises :class:`wskit.ListenError` for a bad endpoint string or TLS files
+    that cannot be loaded.
+    """
+    quote = endpoints.quoteStringArgument
     if settings.endpoint:
-        return settings.endpoint
-    host = settings.host.replace(":", "\\:")
-    if settings.tls.enabled:
-        key = settings.tls.key.replace(":", "\\:")
-        cert = settings.tls.cert.replace(":", "\\:")
-        return f"ssl:port={settings.port}:interface={host}:privateKey={key}:certKey={cert}"
-    return f"tcp:port={settings.port}:interface={host}"
+        description = settings.endpoint
+    elif settings.tls.enabled:
+        description = (f"ssl:port={settings.port}:interface={quote(settings.host)}"
+                       f":privateKey={quote(settings.tls.key)}:certKey={quote(settings.tls.cert)}")
+    else:
+        description = f"tcp:port={settings.port}:interface={quote(settings.host)}"
+    try:
+        return endpoints.serverFromString(reactor, description)
+    except Exception as exc:
+        raise ListenError(describe_listen_error(exc, settings)) from None
 
 
 class WebSocketService(service.Service):
@@ -149,15 +192,20 @@ class WebSocketService(service.Service):
         application = service.Application("chat")
         wskit.twisted.WebSocketService(ServerSettings(port=9000)).setServiceParent(application)
 
-    On stop it stops listening and closes open connections with 1001.
+    It binds in ``privilegedStartService``, as Twisted's own
+    ``StreamServerEndpointService`` does, so ``twistd -u``/``-g`` can bind a
+    port below 1024 as root and serve after dropping privileges. On stop it
+    stops listening and closes open connections with 1001.
     """
 
     def __init__(self, settings: ServerSettings | None = None, app: WebSocketApp | None = None,
-                 reactor: Any = None, protocol: type | None = None):
+                 reactor: Any = None, protocol: type | None = None, endpoint: Any = None):
         self.app = app or WebSocketApp(settings)
-        self.site = build_site(self.app, protocol=protocol)
         self._reactor = reactor
+        self.site = build_site(self.app, protocol=protocol, reactor=reactor)
+        self.endpoint = endpoint
         self.port: Any = None
+        self._listening: defer.Deferred | None = None
         self._listen_result: Any = None
         self._waiting: list[defer.Deferred] = []
 
@@ -165,30 +213,43 @@ class WebSocketService(service.Service):
     def settings(self) -> ServerSettings:
         return self.app.settings
 
-    def _get_reactor(self):
+    def _get_reactor(self) -> Any:
         if self._reactor is None:
             from twisted.internet import reactor
 
             self._reactor = reactor
         return self._reactor
 
-    def startService(self) -> defer.Deferred:
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._listen()
+
+    def startService(self) -> None:
         super().startService()
-        endpoint = endpoints.serverFromString(self._get_reactor(), endpoint_description(self.settings))
-        d = endpoint.listen(self.site)
+        self._listen()
 
-        def listening(port):
-            self.port = port
-            self.app.start()
-            self._settle(port)
-            return port
+    def _listen(self) -> None:
+        if self._listening is not None:
+            return
+        try:
+            if self.endpoint is None:
+                self.endpoint = server_endpoint(self._get_reactor(), self.settings)
+            self._listening = self.endpoint.listen(self.site)
+        except Exception as exc:
+            self._listening = defer.fail(exc)
+        self._listening.addCallbacks(self._bound, self._failed)
 
-        def failed(fail):
-            self._settle(fail)
-            return fail
+    def _bound(self, port: Any) -> Any:
+        self.port = port
+        self.app.start()
+        self._settle(port)
+        return port
 
-        d.addCallbacks(listening, failed)
-        return d
+    def _failed(self, fail: Any) -> None:
+        if not fail.check(ListenError):
+            fail = Failure(ListenError(describe_listen_error(fail.value, self.settings)))
+        self._settle(fail)
+        return None
 
     def _settle(self, result: Any) -> None:
         self._listen_result = result
@@ -197,10 +258,13 @@ class WebSocketService(service.Service):
             d.callback(result)  # a Failure result errbacks
 
     def when_listening(self) -> defer.Deferred:
-        """A Deferred that fires with the listening port (or the failure to listen)."""
+        """A Deferred that fires with the listening port, or fails with
+        :class:`wskit.ListenError` (one line saying where and why)."""
         if self._listen_result is not None:
-            return defer.succeed(self._listen_result)
-        d: defer.Deferred = defer.Deferred()
+            d: defer.Deferred = defer.Deferred()
+            d.callback(self._listen_result)
+            return d
+        d = defer.Deferred()
         self._waiting.append(d)
         return d
 
@@ -214,17 +278,18 @@ class WebSocketService(service.Service):
         if not closing:
             return stopped
         done = defer.DeferredList([stopped, *closing], consumeErrors=True)
-        reactor = self._get_reactor()
-        timer = reactor.callLater(self.settings.timeouts.close_handshake + 0.5, done.cancel)
+        timer = self._get_reactor().callLater(closing_deadline(self.settings), done.cancel)
         done.addBoth(lambda _: timer.cancel() if timer.active() else None)
         return done
 
 
 def listen(settings: ServerSettings | None = None, reactor: Any = None, app: WebSocketApp | None = None,
            protocol: type | None = None) -> defer.Deferred:
-    """Start listening; the Deferred fires with the ``WebSocketService`` once bound."""
+    """Start listening; the Deferred fires with the ``WebSocketService`` once bound
+    (or fails with :class:`wskit.ListenError`)."""
     svc = WebSocketService(settings, app=app, reactor=reactor, protocol=protocol)
-    d = svc.startService()
+    svc.startService()
+    d = svc.when_listening()
     d.addCallback(lambda _port: svc)
     return d
 
@@ -233,24 +298,18 @@ def listen(settings: ServerSettings | None = None, reactor: Any = None, app: Web
 
 
 def client_endpoint(reactor: Any, url: str, ca_file: str | None = None):
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss"):
-        raise ValueError(f"not a WebSocket URL: {url!r} (expected ws:// or wss://)")
-    if not parts.hostname:
-        raise ValueError(f"no host in WebSocket URL {url!r}")
-    secure = parts.scheme == "wss"
-    port = parts.port or (443 if secure else 80)
+    host, port, secure = split_ws_url(url)
     if not secure:
-        return endpoints.HostnameEndpoint(reactor, parts.hostname, port)
+        return endpoints.HostnameEndpoint(reactor, host, port)
     from twisted.internet import ssl
 
     if ca_file:
         with open(ca_file, "rb") as f:
             trust = ssl.Certificate.loadPEM(f.read())
-        options = ssl.optionsForClientTLS(parts.hostname, trustRoot=trust)
+        options = ssl.optionsForClientTLS(host, trustRoot=trust)
     else:
-        options = ssl.optionsForClientTLS(parts.hostname)
-    return endpoints.wrapClientTLS(options, endpoints.HostnameEndpoint(reactor, parts.hostname, port))
+        options = ssl.optionsForClientTLS(host)
+    return endpoints.wrapClientTLS(options, endpoints.HostnameEndpoint(reactor, host, port))
 
 
 def connect(url: str, settings: ClientSettings | None = None, handler_factory: Any = None,
@@ -262,16 +321,14 @@ def connect(url: str, settings: ClientSettings | None = None, handler_factory: A
     """
     if reactor is None:
         from twisted.internet import reactor
-    settings = (settings or ClientSettings()).validate()
-    factory = ClientFactory(url, settings, handler_factory, protocol=protocol)
-    endpoint = client_endpoint(reactor, url, settings.ca_file)
+    factory = ClientFactory(url, settings, handler_factory, protocol=protocol, reactor=reactor)
+    endpoint = client_endpoint(reactor, url, factory.wskit_settings.ca_file)
     d = endpoint.connect(factory)
-    d.addCallback(lambda proto: proto.opened)
+    d.addCallback(lambda proto: proto.is_open.addCallback(lambda _: proto))
     return d
 
 
 __all__ = [
-    "BACKEND",
     "ClientFactory",
     "ClientProtocol",
     "ServerFactory",
@@ -279,7 +336,7 @@ __all__ = [
     "WebSocketService",
     "build_site",
     "connect",
-    "endpoint_description",
     "listen",
+    "server_endpoint",
     "websocket_resource",
 ]

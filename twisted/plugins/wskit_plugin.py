@@ -48,23 +48,49 @@ class WskitServiceMaker:
 
         values = {key.replace("-", "_"): value for key, value in options.items()}
         try:
-            settings = server_settings(values, backend="twisted")
+            settings = server_settings(values)
         except SettingsError as exc:
             raise usage.UsageError(str(exc))
-        from wskit.twisted import WebSocketService
+        return _twistd_service(settings)
 
-        svc = WebSocketService(settings)
-        svc.when_listening().addCallback(_announce, svc)
-        return svc
+
+def _twistd_service(settings):
+    from twisted.logger import Logger
+    from twisted.python.failure import Failure
+
+    from wskit.twisted import WebSocketService
+
+    log = Logger(namespace="wskit")
+
+    class TwistdWebSocketService(WebSocketService):
+        """Binds in privilegedStartService (before twistd drops privileges) and,
+        when it cannot listen, says why in one line and ends twistd with exit status 1."""
+
+        def privilegedStartService(self):
+            super().privilegedStartService()
+            self._exit_unless_listening()
+
+        def startService(self):
+            super().startService()
+            self._exit_unless_listening()
+
+        def _exit_unless_listening(self):
+            result = self._listen_result
+            if isinstance(result, Failure):
+                log.error("wskit: {message}", message=result.getErrorMessage())
+                raise SystemExit(1)
+
+    svc = TwistdWebSocketService(settings)
+    svc.when_listening().addCallbacks(_announce, lambda _fail: None, callbackArgs=(svc,))
+    return svc
 
 
 def _announce(port, svc):
     # twistd prints "Site starting on PORT"; say which URL and subprotocols that is.
     from twisted.logger import Logger
 
-    actual = getattr(port.getHost(), "port", None)
-    settings = svc.settings if actual is None else svc.settings.replace(port=actual)
-    Logger().info(
+    settings = svc.settings.replace(port=port.getHost().port)
+    Logger(namespace="wskit").info(
         "wskit: serving {names} at {url} (twisted)",
         names=", ".join(svc.app.registry.names),
         url=settings.url,

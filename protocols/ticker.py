@@ -50,10 +50,6 @@ class DemoTicker:
         self._random = random.Random(seed)
         self._call: Any = None
 
-    @property
-    def running(self) -> bool:
-        return self._call is not None
-
     def start(self) -> None:
         if self._call is None:
             self._call = txaio.call_later(self.interval, self._tick)
