@@ -144,9 +144,12 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
     try:
         settings = client_settings_from_args(args)
-        split_ws_url(args.url)
     except SettingsError as exc:
         fail(str(exc), EXIT_USAGE)
+    try:
+        split_ws_url(args.url)
+    except SettingsError as exc:
+        fail(f"bad URL: {exc}", EXIT_USAGE)
     try:
         return run_interactive(args.url, settings, backend=args.backend, linger=args.linger)
     except Exception as exc:
