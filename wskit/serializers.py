@@ -53,27 +53,32 @@ def _check_tree(obj: Any, fmt: str, depth: bool, surrogates: bool) -> None:
 
     Level by level, without recursion, so it cannot run out of stack itself.
     Callers run it only when a cheap look at the raw payload says the answer may
-    be yes; on a large payload it costs about as much as decoding it.
+    be yes. Decoders only build exact dicts and lists, hence ``type(...) is``.
     """
-    containers = (dict, list)
-    if surrogates and isinstance(obj, str):
+    if surrogates and type(obj) is str:
         _check_str(obj, fmt)
-    level, current = 0, [obj] if isinstance(obj, containers) else []
+    level, current = 0, [obj] if type(obj) is dict or type(obj) is list else []
     while current:
         level += 1
         if depth and level > MAX_DEPTH:
             raise DecodeError(f"invalid {fmt}: nested deeper than {MAX_DEPTH} levels")
         below: list[Any] = []
+        append = below.append
         for container in current:
-            values = container.values() if isinstance(container, dict) else container
-            if surrogates:
-                for item in (container if isinstance(container, dict) else ()):
-                    if isinstance(item, str):
-                        _check_str(item, fmt)
-                for item in values:
-                    if isinstance(item, str):
-                        _check_str(item, fmt)
-            below += [item for item in values if isinstance(item, containers)]
+            if type(container) is dict:
+                if surrogates:
+                    for key in container:
+                        if type(key) is str:
+                            _check_str(key, fmt)
+                values: Any = container.values()
+            else:
+                values = container
+            for value in values:
+                kind = type(value)
+                if kind is dict or kind is list:
+                    append(value)
+                elif surrogates and kind is str:
+                    _check_str(value, fmt)
         current = below
 
 
@@ -135,7 +140,7 @@ class JSONSerializer(Serializer):
         except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
             raise DecodeError(f"invalid JSON: {exc}") from None
         # Cheap looks at the text decide whether the decoded tree needs a walk.
-        deep = text.count("[") + text.count("{") > MAX_DEPTH
+        deep = len(text) > MAX_DEPTH and text.count("[") + text.count("{") > MAX_DEPTH
         surrogates = _SURROGATE_ESCAPE.search(text) is not None
         if deep or surrogates:
             _check_tree(obj, "JSON", deep, surrogates)
@@ -170,7 +175,8 @@ class MsgpackSerializer(Serializer):
             raise DecodeError(f"invalid msgpack: a str is not UTF-8 ({exc.reason})") from None
         except Exception as exc:  # msgpack raises several unrelated exception types
             raise DecodeError(f"invalid msgpack: {str(exc) or type(exc).__name__}") from None
-        if len(bytes(payload).translate(None, _NOT_MSGPACK_CONTAINER_BYTES)) > MAX_DEPTH:
+        if len(payload) > MAX_DEPTH and len(
+                bytes(payload).translate(None, _NOT_MSGPACK_CONTAINER_BYTES)) > MAX_DEPTH:
             _check_tree(obj, "msgpack", depth=True, surrogates=False)
         return obj
 
