@@ -148,7 +148,7 @@ class ChatService:
         else:
             cap = self.settings.max_rooms
             if cap and len(self.rooms) >= cap:
-                raise BadMessage(TOO_MANY, f"the server has {cap} rooms in use, its limit: "
+                raise BadMessage(TOO_MANY, f"the server is at its limit of {cap} rooms in use: "
                                            "join one of them or try later")
             found = self._retained(room)
             if found is not None:

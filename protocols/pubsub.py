@@ -81,8 +81,8 @@ class PubSubService:
         if mine is None or topic not in mine:
             cap = self.settings.max_topics
             if cap and topic not in self._subscriber_counts and len(self._subscriber_counts) >= cap:
-                raise BadMessage(TOO_MANY, f"the server has {cap} topics and patterns subscribed to, "
-                                           "its limit: subscribe to one of those or try later")
+                raise BadMessage(TOO_MANY, f"the server is at its limit of {cap} topics and patterns "
+                                           "subscribed to: subscribe to one of those or try later")
             self._subscriber_counts[topic] = self._subscriber_counts.get(topic, 0) + 1
             self._subscriptions.setdefault(subscriber, set()).add(topic)
         if "*" in topic:

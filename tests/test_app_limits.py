@@ -241,7 +241,7 @@ def test_max_rooms_and_max_topics_answer_too_many(capped):
         b, _ = await joined(capped, "wskit.chat.v1.json", "r2", "b")
         await a.send({"type": "join", "room": "r3", "nick": "a", "ref": 9})
         reply = await a.recv()
-        assert reply["code"] == "too-many" and reply["ref"] == 9 and "2 rooms" in reply["message"]
+        assert reply["code"] == "too-many" and reply["ref"] == 9 and "limit of 2 rooms" in reply["message"]
         await b.send({"type": "join", "room": "r1", "nick": "b"})  # an existing room is fine
         assert (await b.recv_until("joined"))["members"] == ["a", "b"]
 
@@ -258,3 +258,27 @@ def test_max_rooms_and_max_topics_answer_too_many(capped):
 
     run(go())
     assert_no_tracebacks(capped)
+
+
+def test_twistd_takes_the_room_options_too():
+    from support import twistd
+
+    proc, port = twistd("--max-rooms", "1", "--max-retained-rooms", "0", "--protocol", "wskit.chat.v2.json")
+    with proc:
+        server = Server("twistd", port, proc)
+
+        async def go():
+            ann, _ = await joined(server, "wskit.chat.v2.json", "one", "ann")
+            await ann.send({"type": "say", "room": "one", "text": "hi"})
+            await ann.recv()
+            await ann.send({"type": "join", "room": "two", "nick": "ann"})
+            reply = await ann.recv()
+            assert reply["code"] == "too-many" and "limit of 1 rooms" in reply["message"]
+            await close_and_wait_for_the_server(server, ann)
+            # --max-retained-rooms 0: the history went with the last member
+            bob, reply = await joined(server, "wskit.chat.v2.json", "one", "bob")
+            assert reply["history"] == []
+            await bob.close()
+
+        run(go())
+    assert_no_tracebacks(server)

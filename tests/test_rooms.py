@@ -229,7 +229,7 @@ def test_max_rooms_refuses_a_new_room_but_not_joining_an_existing_one():
     service.join(Member(), "b", "n")
     with pytest.raises(BadMessage) as err:
         service.join(Member(), "c", "n")
-    assert err.value.code == "too-many" and "2 rooms" in err.value.message
+    assert err.value.code == "too-many" and "limit of 2 rooms" in err.value.message
     service.join(Member(), "a", "other")  # an existing room is fine
     # A retained room does not count, but reviving it makes it a room in use again.
     only = next(iter(service.rooms["b"].members))
@@ -269,7 +269,7 @@ def test_max_topics_counts_distinct_topics_and_patterns_of_the_server():
     b.handle({"type": "subscribe", "topic": "z"})
     a.handle({"type": "subscribe", "topic": "y.*"})
     assert [json.loads(p).get("code") for p, _ in conns[1].sent] == [None, None, "too-many"]
-    assert json.loads(conns[1].sent[-1][0])["message"].startswith("the server has 2 topics and patterns")
+    assert json.loads(conns[1].sent[-1][0])["message"].startswith("the server is at its limit of 2 topics and patterns")
     assert service.topic_count == 2 and conns[0].is_connected and conns[1].is_connected
     b.on_close(True, 1000, None)
     assert service.topic_count == 2  # a still holds x and y.*
