@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --full or --cases, not both")
     if args.parallel < 1:
         parser.error("--parallel must be at least 1")
+    if args.against and args.side == "client" and (args.cases or args.full):
+        # The fuzzingserver decides which cases its clients run.
+        sys.stderr.write("autobahn_suite: --cases/--full are decided by the fuzzingserver at "
+                         f"{args.against}; ignored here\n")
     # Stop testee processes on SIGTERM too (the cleanup runs on KeyboardInterrupt).
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()

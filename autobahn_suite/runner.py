@@ -2,7 +2,8 @@
 
 The runner process itself imports neither wskit backend: testees run as
 subprocesses (one process = one backend) and kosoku drives or serves the cases
-from here.
+from here. kosoku is imported only where it runs: ``client --against URL``
+(the wskit client against a fuzzingserver someone else runs) works without it.
 """
 
 from __future__ import annotations
@@ -325,9 +326,11 @@ async def _run_testee_client(backend: str, url: str, parallel: int, log_path: Pa
 
 async def run_client_path(backend: str, cases: Sequence[str] | None, parallel: int,
                           against: str | None = None, outdir: Path | None = None) -> PathResult:
-    """The wskit echo client (a subprocess on ``backend``) driven by kosoku's fuzzingserver."""
-    from kosoku import FailureError, run_fuzzingserver
+    """The wskit echo client (a subprocess on ``backend``) driven by kosoku's fuzzingserver.
 
+    With ``against`` the fuzzingserver is someone else's: only the wskit testee
+    client runs, so this path needs wskit and not kosoku.
+    """
     if backend not in ("twisted", "asyncio"):
         raise SuiteError("the client side runs on --backend twisted or asyncio")
     name = f"client-{backend}"
@@ -341,6 +344,8 @@ async def run_client_path(backend: str, cases: Sequence[str] | None, parallel: i
         if code:
             path.error = f"testee client exited with {code} (see {outdir / 'testee.log'})"
         return path
+    from kosoku import FailureError, run_fuzzingserver
+
     async with run_fuzzingserver(list(cases) if cases else None, None, host="127.0.0.1", port=0) as fuzz:
         url = f"ws://127.0.0.1:{fuzz.port}"
         client = asyncio.ensure_future(_run_testee_client(backend, url, parallel, outdir / "testee.log"))

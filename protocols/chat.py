@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -33,13 +33,23 @@ from .base import (
 
 
 class Room:
-    def __init__(self, name: str, history_size: int):
+    def __init__(self, name: str, history_size: int, now: float = 0.0):
         self.name = name
         self.members: dict[Any, str] = {}  # member (a handler) -> nick
         self.history: deque[dict] = deque(maxlen=history_size)
+        self.last_active = now  # on the service's idle clock: joins, leaves and messages
 
     def nicks(self) -> list[str]:
         return list(self.members.values())
+
+
+def _check_unicode(field: str, value: str) -> None:
+    # A lone surrogate would sit in history and fail every later v2 joiner's encoding.
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{field} is not valid Unicode text (lone surrogate)") from None
 
 
 class ChatService:
@@ -50,17 +60,32 @@ class ChatService:
 
         app.services["chat"].post("lobby", "server", "maintenance at noon")
 
-    A room exists while it has members; its history goes with it.
+    A room is in :attr:`rooms` while it has members. When the last one leaves,
+    a room with history moves to :attr:`retained`, so whoever joins it next
+    still gets its recent history (v2). At most ``max_retained_rooms`` empty
+    rooms are kept, the least recently active dropped first, and with a
+    ``room_ttl`` an empty room is forgotten that many seconds after its last
+    activity (checked when it is looked up and whenever another room is
+    retained: no timers). ``idle_clock`` (monotonic seconds) measures that;
+    ``clock`` stamps v2 messages (epoch seconds). Both can be replaced in tests.
+
+    Each member's rooms are indexed, so joining, leaving and closing cost the
+    rooms of that member, not the rooms of the server.
     """
 
     topic_prefix = "chat."
 
     def __init__(self, hub: Hub, settings: AppSettings | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 idle_clock: Callable[[], float] = time.monotonic):
         self.hub = hub
         self.settings = settings or AppSettings()
         self.clock = clock
-        self.rooms: dict[str, Room] = {}
+        self.idle_clock = idle_clock
+        self.rooms: dict[str, Room] = {}  # rooms with members
+        # Empty rooms kept for their history, least recently active first.
+        self.retained: OrderedDict[str, Room] = OrderedDict()
+        self._rooms_of: dict[Any, dict[str, None]] = {}  # member -> its rooms, in joining order
 
     def topic(self, room: str) -> str:
         return self.topic_prefix + room
@@ -70,19 +95,48 @@ class ChatService:
         return found.nicks() if found else []
 
     def history(self, room: str) -> list[dict]:
-        found = self.rooms.get(room)
+        found = self.rooms.get(room) or self._retained(room)
         return list(found.history) if found else []
 
     def rooms_of(self, member: Any) -> list[str]:
-        return [name for name, room in self.rooms.items() if member in room.members]
+        return list(self._rooms_of.get(member, ()))
+
+    # -- retained empty rooms -------------------------------------------------
+
+    def _expired(self, room: Room, now: float) -> bool:
+        ttl = self.settings.room_ttl
+        return bool(ttl) and now - room.last_active > ttl
+
+    def _retained(self, name: str) -> Room | None:
+        """The retained room ``name``, unless it is missing or has outlived ``room_ttl``."""
+        found = self.retained.get(name)
+        if found is not None and self._expired(found, self.idle_clock()):
+            del self.retained[name]
+            return None
+        return found
+
+    def _retain(self, room: Room, now: float) -> None:
+        """Keep the history of ``room``, which just lost its last member, within the bounds."""
+        limit = self.settings.max_retained_rooms
+        if not limit or not room.history:
+            return
+        self.retained[room.name] = room
+        # Least recently active first, so the expired ones are at the front.
+        while self.retained and self._expired(next(iter(self.retained.values())), now):
+            self.retained.popitem(last=False)
+        while len(self.retained) > limit:
+            self.retained.popitem(last=False)
+
+    # -- membership -------------------------------------------------------------
 
     def _broadcast(self, room: str, shapes: dict, exclude: Any = None) -> int:
         event = Broadcast(shapes, exclude=exclude)
         return self.hub.publish(self.topic(room), event)
 
     def join(self, member: Any, room: str, nick: str) -> Room:
+        joined = self._rooms_of.get(member)
         limit = self.settings.max_subscriptions
-        if limit and room not in self.rooms_of(member) and len(self.rooms_of(member)) >= limit:
+        if limit and joined and room not in joined and len(joined) >= limit:
             raise BadMessage(TOO_MANY, f"already in {limit} rooms: leave one first")
         found = self.rooms.get(room)
         if found is not None:
@@ -91,8 +145,21 @@ class ChatService:
             if nick in found.members.values():
                 raise BadMessage(NICK_TAKEN, f"nick {nick!r} is taken in room {room!r}")
         else:
-            found = self.rooms[room] = Room(room, self.settings.history_size)
+            cap = self.settings.max_rooms
+            if cap and len(self.rooms) >= cap:
+                raise BadMessage(TOO_MANY, f"the server is at its limit of {cap} rooms in use: "
+                                           "join one of them or try later")
+            found = self._retained(room)
+            if found is not None:
+                del self.retained[room]
+            else:
+                found = Room(room, self.settings.history_size)
+            self.rooms[room] = found
         found.members[member] = nick
+        found.last_active = self.idle_clock()
+        if joined is None:
+            joined = self._rooms_of[member] = {}
+        joined[room] = None
         self.hub.subscribe(self.topic(room), member)
         presence = {"type": "presence", "room": room, "nick": nick, "event": "join"}
         self._broadcast(room, {None: presence}, exclude=member)
@@ -103,12 +170,18 @@ class ChatService:
         if found is None or member not in found.members:
             raise BadMessage(NOT_JOINED, f"not in room {room!r}")
         nick = found.members.pop(member)
+        joined = self._rooms_of[member]
+        del joined[room]
+        if not joined:
+            del self._rooms_of[member]
         self.hub.unsubscribe(self.topic(room), member)
+        now = found.last_active = self.idle_clock()
         if found.members:
             presence = {"type": "presence", "room": room, "nick": nick, "event": "leave"}
             self._broadcast(room, {None: presence})
         else:
             del self.rooms[room]
+            self._retain(found, now)
         return nick
 
     def leave_all(self, member: Any) -> None:
@@ -125,12 +198,24 @@ class ChatService:
         return self.post(room, self.nick_in(member, room), text)
 
     def post(self, room: str, nick: str, text: str) -> int:
-        """Deliver a message to ``room``'s members (and its history); returns how many got it."""
+        """Deliver a message to ``room``'s members (and its history); returns how many got it.
+
+        A retained empty room keeps the message for its next joiner; a room that
+        does not exist stores nothing. Raises ValueError for text that is not
+        valid Unicode (a lone surrogate), which no serializer could deliver.
+        """
+        for field, value in (("room", room), ("nick", nick), ("text", text)):
+            _check_unicode(field, value)
         v1 = {"type": "message", "room": room, "from": nick, "text": text}
         v2 = dict(v1, id=uuid.uuid4().hex, ts=self.clock())
         found = self.rooms.get(room)
+        if found is None:
+            found = self._retained(room)
+            if found is not None:
+                self.retained.move_to_end(room)
         if found is not None:
             found.history.append(v2)
+            found.last_active = self.idle_clock()
         return self._broadcast(room, {1: v1, 2: v2})
 
 

@@ -46,6 +46,14 @@ class PubSubService:
     def __init__(self, hub: Hub, settings: AppSettings | None = None):
         self.hub = hub
         self.settings = settings or AppSettings()
+        # What the max_topics cap counts: topic or pattern -> how many subscribe to it.
+        self._subscriber_counts: dict[str, int] = {}
+        self._subscriptions: dict[Any, set[str]] = {}  # subscriber -> its topics and patterns
+
+    @property
+    def topic_count(self) -> int:
+        """Distinct topics and patterns with at least one subscriber (what ``max_topics`` caps)."""
+        return len(self._subscriber_counts)
 
     def hub_topic(self, topic: str) -> str:
         return self.topic_prefix + topic
@@ -66,16 +74,40 @@ class PubSubService:
         return self.hub.publish(self.hub_topic(topic), event)
 
     def subscribe(self, topic: str, subscriber: Any) -> None:
+        """Subscribe to a topic or pattern; :class:`BadMessage` ``too-many`` past ``max_topics``."""
+        mine = self._subscriptions.get(subscriber)
+        if mine is None or topic not in mine:
+            cap = self.settings.max_topics
+            if cap and topic not in self._subscriber_counts and len(self._subscriber_counts) >= cap:
+                raise BadMessage(TOO_MANY, f"the server is at its limit of {cap} topics and patterns "
+                                           "subscribed to: subscribe to one of those or try later")
+            self._subscriber_counts[topic] = self._subscriber_counts.get(topic, 0) + 1
+            self._subscriptions.setdefault(subscriber, set()).add(topic)
         if "*" in topic:
             self.hub.subscribe_pattern(self.hub_topic(topic), subscriber)
         else:
             self.hub.subscribe(self.hub_topic(topic), subscriber)
 
     def unsubscribe(self, topic: str, subscriber: Any) -> None:
+        mine = self._subscriptions.get(subscriber)
+        if mine is not None and topic in mine:
+            mine.discard(topic)
+            if not mine:
+                del self._subscriptions[subscriber]
+            left = self._subscriber_counts[topic] - 1
+            if left:
+                self._subscriber_counts[topic] = left
+            else:
+                del self._subscriber_counts[topic]
         if "*" in topic:
             self.hub.unsubscribe_pattern(self.hub_topic(topic), subscriber)
         else:
             self.hub.unsubscribe(self.hub_topic(topic), subscriber)
+
+    def unsubscribe_all(self, subscriber: Any) -> None:
+        for topic in list(self._subscriptions.get(subscriber, ())):
+            self.unsubscribe(topic, subscriber)
+        self.hub.unsubscribe_all(subscriber)
 
 
 class PubSubHandler(TypedMessageHandler):
@@ -112,4 +144,4 @@ class PubSubHandler(TypedMessageHandler):
         self.service.publish(topic, msg["data"])
 
     def on_close(self, was_clean: bool, code: int | None, reason: str | None) -> None:
-        self.service.hub.unsubscribe_all(self)
+        self.service.unsubscribe_all(self)

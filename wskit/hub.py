@@ -8,7 +8,8 @@ Topics are exact strings; patterns (``subscribe_pattern``) are dot-separated
 with ``*`` matching exactly one segment and a final ``**`` matching one or
 more (``ticks.*`` matches ``ticks.EURUSD``; ``ticks.**`` also ``ticks.fx.EURUSD``).
 A subscriber hears a publish at most once, however many of its subscriptions
-match it.
+match it: exact subscribers first, then pattern ones, each in the order they
+subscribed (patterns in the order they were first subscribed to).
 
 A subscriber is any object with ``deliver(topic, event)``. ``event`` is an
 opaque object the publisher built (usually a :class:`wskit.broadcast.Broadcast`
@@ -17,10 +18,9 @@ that serializes itself once per wire format), so the hub never serializes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
-
-import re
 
 import txaio
 
@@ -52,12 +52,13 @@ class Hub(Protocol):
     def topics(self) -> Iterable[str]: ...
 
 
-def is_pattern(topic: str) -> bool:
-    return "*" in topic
-
-
 def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """``*`` is one dot-separated segment; a final ``**`` is one or more."""
+    """``*`` is one dot-separated segment; a final ``**`` is one or more.
+
+    The reference definition of what a pattern matches (a Redis hub would
+    translate the same rules); :class:`InProcessHub` matches with a
+    :class:`PatternIndex` instead, which gives the same answers.
+    """
     segments = pattern.split(".")
     parts = []
     for i, segment in enumerate(segments):
@@ -70,18 +71,148 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     return re.compile(r"\.".join(parts) + r"\Z")
 
 
+class PatternEntry:
+    """One pattern's subscribers; ``order`` says when the pattern was first subscribed to."""
+
+    __slots__ = ("pattern", "order", "subscribers")
+
+    def __init__(self, pattern: str, order: int):
+        self.pattern = pattern
+        self.order = order
+        self.subscribers: dict[Subscriber, None] = {}
+
+
+class _Node:
+    """A trie node: one position among a pattern's dot-separated segments."""
+
+    __slots__ = ("children", "star", "entry", "rest")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}  # literal segments
+        self.star: _Node | None = None  # a `*` segment
+        self.entry: PatternEntry | None = None  # a pattern ends here
+        self.rest: PatternEntry | None = None  # a pattern ends here with a final `**`
+
+    def empty(self) -> bool:
+        return not self.children and self.star is None and self.entry is None and self.rest is None
+
+
+class PatternIndex:
+    """Patterns in a trie over dot-separated segments, so a lookup costs the
+    topic's segments times the trie nodes they reach, not the number of patterns.
+
+    Same rules as :func:`compile_pattern`: a ``*`` segment matches one non-empty
+    segment, a final ``**`` one or more non-empty segments, and every other
+    segment itself (a ``**`` that is not last, or ``a*``, is literal).
+    """
+
+    def __init__(self) -> None:
+        self._root = _Node()
+        self._entries: dict[str, PatternEntry] = {}
+        self._created = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Any:
+        return iter(self._entries)
+
+    def get(self, pattern: str) -> PatternEntry | None:
+        return self._entries.get(pattern)
+
+    def add(self, pattern: str) -> PatternEntry:
+        """The entry of ``pattern``, created (and placed in the trie) if new."""
+        entry = self._entries.get(pattern)
+        if entry is not None:
+            return entry
+        self._created += 1
+        entry = self._entries[pattern] = PatternEntry(pattern, self._created)
+        node = self._root
+        segments = pattern.split(".")
+        last = len(segments) - 1
+        for i, segment in enumerate(segments):
+            if segment == "**" and i == last:
+                node.rest = entry
+                return entry
+            if segment == "*":
+                if node.star is None:
+                    node.star = _Node()
+                node = node.star
+            else:
+                node = node.children.setdefault(segment, _Node())
+        node.entry = entry
+        return entry
+
+    def remove(self, pattern: str) -> None:
+        """Forget ``pattern`` and prune the trie nodes only it used."""
+        if self._entries.pop(pattern, None) is None:
+            return
+        path: list[tuple[_Node, str]] = []  # (parent, segment) down to the pattern's node
+        node = self._root
+        segments = pattern.split(".")
+        last = len(segments) - 1
+        for i, segment in enumerate(segments):
+            if segment == "**" and i == last:
+                node.rest = None
+                break
+            path.append((node, segment))
+            node = node.star if segment == "*" else node.children[segment]  # type: ignore[assignment]
+        else:
+            node.entry = None
+        for parent, segment in reversed(path):
+            child = parent.star if segment == "*" else parent.children[segment]
+            if child is None or not child.empty():
+                break
+            if segment == "*":
+                parent.star = None
+            else:
+                del parent.children[segment]
+
+    def matching(self, topic: str) -> list[PatternEntry]:
+        """The entries whose patterns match ``topic``, in the order they were created."""
+        segments = topic.split(".")
+        count = len(segments)
+        # nonempty_from[i]: segments i.. are all non-empty (what a final `**` needs).
+        nonempty_from = [True] * (count + 1)
+        for i in range(count - 1, -1, -1):
+            nonempty_from[i] = nonempty_from[i + 1] and segments[i] != ""
+        found: list[PatternEntry] = []
+        frontier = [self._root]
+        for i, segment in enumerate(segments):
+            following: list[_Node] = []
+            for node in frontier:
+                if node.rest is not None and nonempty_from[i]:
+                    found.append(node.rest)
+                child = node.children.get(segment)
+                if child is not None:
+                    following.append(child)
+                if node.star is not None and segment:
+                    following.append(node.star)
+            if not following:
+                break
+            frontier = following
+        else:
+            found.extend(node.entry for node in frontier if node.entry is not None)
+        if len(found) > 1:
+            found.sort(key=lambda entry: entry.order)
+        return found
+
+
 class InProcessHub:
     """Hub for one process: a dict of topic -> subscribers (insertion ordered).
 
     ``publish`` delivers synchronously; each subscriber's ``deliver`` only
     queues bytes on its own transport, so one slow peer cannot stall the rest.
     A subscriber whose ``deliver`` raises is logged and skipped.
+
+    Patterns live in a :class:`PatternIndex`, so a publish costs the topic's
+    segments plus the patterns that match, however many patterns there are.
     """
 
     def __init__(self) -> None:
         self._topics: dict[str, dict[Subscriber, None]] = {}
         self._by_subscriber: dict[Subscriber, set[str]] = {}
-        self._patterns: dict[str, tuple[re.Pattern[str], dict[Subscriber, None]]] = {}
+        self._patterns = PatternIndex()
         self._patterns_by_subscriber: dict[Subscriber, set[str]] = {}
 
     def subscribe(self, topic: str, subscriber: Subscriber) -> None:
@@ -101,18 +232,15 @@ class InProcessHub:
                 del self._by_subscriber[subscriber]
 
     def subscribe_pattern(self, pattern: str, subscriber: Subscriber) -> None:
-        entry = self._patterns.get(pattern)
-        if entry is None:
-            entry = self._patterns[pattern] = (compile_pattern(pattern), {})
-        entry[1][subscriber] = None
+        self._patterns.add(pattern).subscribers[subscriber] = None
         self._patterns_by_subscriber.setdefault(subscriber, set()).add(pattern)
 
     def unsubscribe_pattern(self, pattern: str, subscriber: Subscriber) -> None:
         entry = self._patterns.get(pattern)
         if entry is not None:
-            entry[1].pop(subscriber, None)
-            if not entry[1]:
-                del self._patterns[pattern]
+            entry.subscribers.pop(subscriber, None)
+            if not entry.subscribers:
+                self._patterns.remove(pattern)
         patterns = self._patterns_by_subscriber.get(subscriber)
         if patterns is not None:
             patterns.discard(pattern)
@@ -145,10 +273,12 @@ class InProcessHub:
 
     def subscribers(self, topic: str) -> list[Subscriber]:
         """Who hears a publish on ``topic``: exact subscribers, then pattern ones, each once."""
-        members = dict(self._topics.get(topic, {}))
-        for regex, pattern_members in self._patterns.values():
-            if regex.match(topic):
-                members.update(pattern_members)
+        exact = self._topics.get(topic)
+        if not self._patterns:
+            return list(exact) if exact else []
+        members = dict(exact) if exact else {}
+        for entry in self._patterns.matching(topic):
+            members.update(entry.subscribers)
         return list(members)
 
     def topics(self) -> list[str]:

@@ -91,6 +91,15 @@ SERVER_OPTIONS: tuple[Option, ...] = (
            "before it is closed with 1008 (0 = unlimited)", metavar="N"),
     Option("max-buffered-bytes", int, _L.max_buffered_bytes, "drop a connection whose unsent "
            "bytes (replies and broadcasts) exceed this (0 = no cap)", metavar="BYTES"),
+    Option("max-rooms", int, _A.max_rooms, "most chat rooms with members on this server; further "
+           "joins of new rooms are refused with too-many (0 = no limit)", metavar="N"),
+    Option("max-topics", int, _A.max_topics, "most distinct pubsub topics and patterns subscribed "
+           "to; further ones are refused with too-many (0 = no limit)", metavar="N"),
+    Option("max-retained-rooms", int, _A.max_retained_rooms, "empty chat rooms whose history is "
+           "kept for the next joiner, least recently active dropped first (0 = none)", metavar="N"),
+    Option("room-ttl", float, _A.room_ttl, "forget an empty chat room's history this many seconds "
+           "after its last activity (0 = keep until --max-retained-rooms pushes it out)",
+           metavar="SECONDS"),
     Option("tls-cert", str, None, "PEM certificate (chain) for wss:// and https://", metavar="FILE"),
     Option("tls-key", str, None, "PEM private key for --tls-cert", metavar="FILE"),
     Option("ticker-interval", float, _DEFAULT.ticker_interval, "publish demo price ticks on pub/sub "
@@ -167,6 +176,10 @@ def server_settings(values: dict[str, Any]) -> ServerSettings:
         apps=AppSettings(
             history_size=get("history_size"),
             error_budget=get("error_budget"),
+            max_rooms=get("max_rooms"),
+            max_topics=get("max_topics"),
+            max_retained_rooms=get("max_retained_rooms"),
+            room_ttl=get("room_ttl"),
         ),
     )
     return settings.validate()

@@ -3,6 +3,12 @@
 A subprotocol name ``wskit.<app>.v<N>.<serializer>`` says how its messages
 are encoded: ``json`` travels in text frames, ``msgpack`` in binary frames.
 
+Decoding is the door for untrusted input, so it refuses (:class:`DecodeError`)
+what either serializer could not carry back out: strings holding lone UTF-16
+surrogates (valid JSON escapes such as ``"\\ud800"``, but not Unicode text),
+containers nested deeper than :data:`MAX_DEPTH`, and msgpack extension types.
+Whatever decodes therefore encodes again with both serializers.
+
 >>> parse_subprotocol("wskit.chat.v2.msgpack")
 SubprotocolName(app='chat', version=2, serializer='msgpack')
 >>> get_serializer("json").encode({"type": "join"})
@@ -21,6 +27,66 @@ import msgpack
 from .errors import DecodeError
 
 
+
+
+# Deepest nesting of arrays/objects a decoded message may have. Deeper input is
+# almost certainly hostile, and the C JSON encoder recurses once per level, so a
+# bound well under Python's recursion limit keeps re-encoding (a reply, a
+# broadcast to peers of the other serializer) from raising RecursionError.
+# serde_json's default recursion limit is the same.
+MAX_DEPTH = 128
+
+# A JSON \u escape of a UTF-16 surrogate (hex digits in either case). A decoded
+# str holds a surrogate only through such an escape: valid pairs become one
+# astral character, so any surrogate left in a decoded str is a lone one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+# Bytes that start a msgpack array or map (fixmap, fixarray, map16/32, array16/32).
+_MSGPACK_CONTAINER_BYTES = bytes([*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF])
+_NOT_MSGPACK_CONTAINER_BYTES = bytes(b for b in range(256) if b not in _MSGPACK_CONTAINER_BYTES)
+
+
+def _check_tree(obj: Any, fmt: str, depth: bool, surrogates: bool) -> None:
+    """Raise :class:`DecodeError` if ``obj`` nests deeper than :data:`MAX_DEPTH`
+    (when ``depth``) or a str in it, key or value, holds a surrogate (when ``surrogates``).
+
+    Level by level, without recursion, so it cannot run out of stack itself.
+    Callers run it only when a cheap look at the raw payload says the answer may
+    be yes. Decoders only build exact dicts and lists, hence ``type(...) is``.
+    """
+    if surrogates and type(obj) is str:
+        _check_str(obj, fmt)
+    level, current = 0, [obj] if type(obj) is dict or type(obj) is list else []
+    while current:
+        level += 1
+        if depth and level > MAX_DEPTH:
+            raise DecodeError(f"invalid {fmt}: nested deeper than {MAX_DEPTH} levels")
+        below: list[Any] = []
+        append = below.append
+        for container in current:
+            if type(container) is dict:
+                if surrogates:
+                    for key in container:
+                        if type(key) is str:
+                            _check_str(key, fmt)
+                values: Any = container.values()
+            else:
+                values = container
+            for value in values:
+                kind = type(value)
+                if kind is dict or kind is list:
+                    append(value)
+                elif surrogates and kind is str:
+                    _check_str(value, fmt)
+        current = below
+
+
+def _check_str(text: str, fmt: str) -> None:
+    found = _SURROGATE.search(text)
+    if found is not None:
+        raise DecodeError(f"invalid {fmt}: lone surrogate \\u{ord(found.group()):04x} in a string "
+                          "(not a Unicode character)")
 
 
 class Serializer:
@@ -56,11 +122,29 @@ class JSONSerializer(Serializer):
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
                           default=_json_default).encode("utf-8")
 
-    def decode(self, payload: bytes) -> Any:
+    def decode(self, payload: bytes | str) -> Any:
+        if isinstance(payload, str):
+            text = payload
+        else:
+            # Strict UTF-8 (json.loads would let encoded surrogates through and guess UTF-16/32).
+            try:
+                text = bytes(payload).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DecodeError(f"invalid JSON: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+            if text.startswith("\ufeff"):  # RFC 8259 lets a parser ignore a byte order mark
+                text = text[1:]
         try:
-            return json.loads(payload)
-        except (ValueError, TypeError) as exc:  # JSONDecodeError and bad UTF-8 are ValueErrors
+            obj = json.loads(text)
+        except RecursionError:
+            raise DecodeError(f"invalid JSON: nested deeper than {MAX_DEPTH} levels") from None
+        except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
             raise DecodeError(f"invalid JSON: {exc}") from None
+        # Cheap looks at the text decide whether the decoded tree needs a walk.
+        deep = len(text) > MAX_DEPTH and text.count("[") + text.count("{") > MAX_DEPTH
+        surrogates = _SURROGATE_ESCAPE.search(text) is not None
+        if deep or surrogates:
+            _check_tree(obj, "JSON", deep, surrogates)
+        return obj
 
 
 def _msgpack_default(value: Any) -> Any:
@@ -78,10 +162,27 @@ class MsgpackSerializer(Serializer):
 
     def decode(self, payload: bytes) -> Any:
         try:
-            # strict_map_key=False: JSON-RPC ids and data may be any scalar.
-            return msgpack.unpackb(payload, raw=False, strict_map_key=False)
+            # strict_map_key=False: JSON-RPC ids and data may be any scalar. raw=False
+            # decodes str as strict UTF-8, which refuses encoded surrogates.
+            # Timestamps become float epoch seconds (a value JSON carries too).
+            obj = msgpack.unpackb(payload, raw=False, strict_map_key=False, timestamp=1,
+                                  ext_hook=_refuse_ext)
+        except DecodeError:
+            raise
+        except (msgpack.StackError, RecursionError):
+            raise DecodeError(f"invalid msgpack: nested deeper than {MAX_DEPTH} levels") from None
+        except UnicodeDecodeError as exc:
+            raise DecodeError(f"invalid msgpack: a str is not UTF-8 ({exc.reason})") from None
         except Exception as exc:  # msgpack raises several unrelated exception types
-            raise DecodeError(f"invalid msgpack: {exc}") from None
+            raise DecodeError(f"invalid msgpack: {str(exc) or type(exc).__name__}") from None
+        if len(payload) > MAX_DEPTH and len(
+                bytes(payload).translate(None, _NOT_MSGPACK_CONTAINER_BYTES)) > MAX_DEPTH:
+            _check_tree(obj, "msgpack", depth=True, surrogates=False)
+        return obj
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise DecodeError(f"invalid msgpack: extension type {code} is not supported")
 
 
 SERIALIZERS: dict[str, Serializer] = {s.name: s for s in (JSONSerializer(), MsgpackSerializer())}
@@ -134,6 +235,7 @@ def serializer_for(subprotocol: str | None) -> Serializer | None:
 
 __all__ = [
     "APP_VERSIONS",
+    "MAX_DEPTH",
     "DecodeError",
     "JSONSerializer",
     "MsgpackSerializer",

@@ -140,6 +140,16 @@ class AppSettings:
     * ``max_batch_size``: most requests in one JSON-RPC batch.
     * ``max_subscriptions``: most chat rooms, or pubsub topics and patterns, one
       connection may be in at once (0 = no limit).
+    * ``max_rooms``: most chat rooms with members on this server; joining one
+      more is refused with ``too-many`` (0 = no limit). Retained empty rooms
+      do not count: ``max_retained_rooms`` bounds them.
+    * ``max_topics``: most distinct pubsub topics and patterns subscribed to on
+      this server; subscribing to one more is refused with ``too-many`` (0 = no limit).
+    * ``max_retained_rooms``: empty chat rooms whose history is kept for the
+      next joiner; beyond this the least recently active is dropped (0 = a
+      room's history goes with its last member).
+    * ``room_ttl``: seconds an empty room's history is kept after its last
+      activity (0 = until ``max_retained_rooms`` pushes it out).
     """
 
     history_size: int = 50
@@ -148,6 +158,10 @@ class AppSettings:
     error_budget: int = 10
     max_batch_size: int = 100
     max_subscriptions: int = 100
+    max_rooms: int = 100_000
+    max_topics: int = 100_000
+    max_retained_rooms: int = 1000
+    room_ttl: float = 0.0
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):
