@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+_URL_PORT = re.compile(r"wss?://[^\s/]*:(\d+)")
 BACKENDS = ("twisted", "asyncio")
 
 
@@ -67,7 +69,10 @@ class ServerProcess:
                 self._ready.set()
         self._ready.set()
 
-    def __enter__(self) -> ServerProcess:
+    def start(self) -> ServerProcess:
+        """Start the process (once) and wait for its readiness line; ``port`` is then the one it serves on."""
+        if self.proc is not None:
+            return self
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      env=self.env, cwd=self.cwd or str(ROOT))
         threading.Thread(target=self._pump, daemon=True).start()
@@ -75,6 +80,19 @@ class ServerProcess:
             self.stop()
             raise RuntimeError(f"server did not start: {self.cmd}\n" + "\n".join(self.lines))
         return self
+
+    @property
+    def port(self) -> int:
+        """The port from the readiness line's URL (servers bind port 0 and report it)."""
+        for line in self.lines:
+            if self.ready in line:
+                found = _URL_PORT.search(line)
+                if found:
+                    return int(found.group(1))
+        raise AssertionError("no ws:// URL with a port in the readiness line:\n" + "\n".join(self.lines))
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
 
     def wait_for_log(self, text: str, timeout: float = 10) -> str:
         deadline = time.monotonic() + timeout
@@ -98,20 +116,21 @@ class ServerProcess:
         self.stop()
 
 
-def serve(backend: str, *args: str, port: int | None = None) -> tuple[ServerProcess, int]:
-    port = port or free_port()
-    return ServerProcess(["--backend", backend, "--port", str(port), *args]), port
+def serve(backend: str, *args: str, port: int = 0) -> tuple[ServerProcess, int]:
+    """``wskit serve --backend B --port 0 ARGS``, started; the port is the one it reports."""
+    proc = ServerProcess(["--backend", backend, "--port", str(port), *args]).start()
+    return proc, proc.port
 
 
 # Run from the checkout root, so an editable install's twistd finds twisted/plugins/wskit_plugin.py.
 TWISTD = [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"]
 
 
-def twistd(*args: str, port: int | None = None, ready: str = "wskit: serving") -> tuple[ServerProcess, int]:
-    """``twistd -n wskit --port P ARGS`` (no pid file)."""
-    port = port or free_port()
-    return ServerProcess(["-n", "--pidfile=", "wskit", "--port", str(port), *args], ready=ready,
-                         cmd=TWISTD), port
+def twistd(*args: str, port: int = 0) -> tuple[ServerProcess, int]:
+    """``twistd -n wskit --port 0 ARGS`` (no pid file), started; the port is the one it reports."""
+    proc = ServerProcess(["-n", "--pidfile=", "wskit", "--port", str(port), *args], ready="wskit: serving",
+                         cmd=TWISTD).start()
+    return proc, proc.port
 
 
 # -- raw RFC 6455 client for what libraries refuse to send --------------------------------------

@@ -5,18 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from support import BACKENDS, ROOT, ServerProcess, free_port, python_env, run, serve
+from support import BACKENDS, ROOT, TWISTD, ServerProcess, free_port, python_env, run, serve, twistd
 
 pytestmark = pytest.mark.timeout(90)
 
 WSKIT = [sys.executable, "-m", "wskit"]
-TWISTD = str(Path(sys.executable).parent / "twistd")
 
 
 def wskit(*args: str, stdin: str = "", timeout: float = 30) -> subprocess.CompletedProcess:
@@ -100,14 +98,8 @@ def test_serve_bad_options(args, text):
     assert_one_line_error(result, text)
 
 
-def twistd_server(*args: str) -> tuple[ServerProcess, int]:
-    port = free_port()
-    cmd = [TWISTD, "-n", "--pidfile=", "wskit", "--port", str(port), *args]
-    return ServerProcess([], cmd=cmd, ready="Site starting"), port
-
-
 def test_twistd_plugin_serves_echo_and_refuses_unknown():
-    proc, port = twistd_server("--max-message-size", "65536", "--client-no-context-takeover")
+    proc, port = twistd("--max-message-size", "65536", "--client-no-context-takeover")
     with proc:
 
         async def go():
@@ -135,8 +127,8 @@ def test_twistd_plugin_serves_echo_and_refuses_unknown():
 
 
 def test_twistd_rejects_bad_option():
-    result = subprocess.run([TWISTD, "-n", "--pidfile=", "wskit", "--client-max-window-bits", "3"],
-                            capture_output=True, timeout=30, env=python_env())
+    result = subprocess.run([*TWISTD, "-n", "--pidfile=", "wskit", "--client-max-window-bits", "3"],
+                            capture_output=True, timeout=30, env=python_env(), cwd=str(ROOT))
     assert result.returncode != 0
     assert b"client_max_window_bits must be between 9 and 15" in result.stdout + result.stderr
 

@@ -31,7 +31,7 @@ from .protocol import (  # noqa: E402
     closing_deadline,
     split_ws_url,
 )
-from .errors import ListenError, describe_listen_error  # noqa: E402
+from .errors import ListenError, check_tls_files, describe_listen_error  # noqa: E402
 from .settings import ClientSettings, ServerSettings, SettingsError  # noqa: E402
 
 class _AsyncioConnection:
@@ -150,6 +150,7 @@ async def serve(settings: ServerSettings | None = None, app: WebSocketApp | None
     app = app or WebSocketApp(settings)
     if app.settings.endpoint:
         raise SettingsError("Twisted endpoint strings (--endpoint) need the twisted backend")
+    check_tls_files(app.settings)
     factory = ServerFactory(app, protocol=protocol)
     loop = asyncio.get_running_loop()
     try:

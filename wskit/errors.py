@@ -105,6 +105,20 @@ class RequestError(WskitError):
         super().__init__(f"{code}: {message}")
 
 
+def check_tls_files(settings: Any) -> None:
+    """Raise :class:`ListenError` unless the TLS certificate and key files can be read."""
+    where = settings.endpoint or f"{settings.host}:{settings.port}"
+    for what, path in (("certificate", settings.tls.cert), ("key", settings.tls.key)):
+        if not path:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {where}: cannot read TLS {what} {path}: "
+                              f"{exc.strerror or exc} (check --tls-cert/--tls-key)") from None
+
+
 def describe_listen_error(exc: BaseException, settings: Any) -> str:
     """One line saying where a server could not listen, why, and what to do."""
     where = settings.endpoint or f"{settings.host}:{settings.port}"
@@ -143,5 +157,6 @@ __all__ = [
     "RequestError",
     "SettingsError",
     "WskitError",
+    "check_tls_files",
     "describe_listen_error",
 ]

@@ -29,8 +29,7 @@ from twisted.web import resource, server, static  # noqa: E402
 from zope.interface import implementer  # noqa: E402
 
 from .app import WebSocketApp  # noqa: E402
-from .errors import ListenError  # noqa: E402
-from .errors import describe_listen_error  # noqa: E402
+from .errors import ListenError, check_tls_files, describe_listen_error  # noqa: E402
 from .protocol import (  # noqa: E402
     ClientFactoryMixin,
     ClientProtocolMixin,
@@ -171,6 +170,7 @@ def server_endpoint(reactor: Any, settings: ServerSettings) -> Any:
     that cannot be loaded.
     """
     quote = endpoints.quoteStringArgument
+    check_tls_files(settings)
     if settings.endpoint:
         description = settings.endpoint
     elif settings.tls.enabled:
