@@ -2,7 +2,8 @@
 
 Autobahn's minimal example (onMessage sends the payload back) plus
 permessage-deflate accepted for the client's first deflate offer, with the
-same 16 MiB message limit the wskit testee gets. No wskit code is involved::
+same 16 MiB message limit the wskit testee gets. No wskit protocol code is
+involved (``wskit.run`` only runs the event loop)::
 
     python -m autobahn_suite.baseline_server --backend twisted --port 9000
     python -m autobahn_suite server --baseline --backend asyncio
@@ -11,7 +12,10 @@ same 16 MiB message limit the wskit testee gets. No wskit code is involved::
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+from wskit.runner import run
 
 from .config import ECHO_MAX_MESSAGE_SIZE
 
@@ -31,41 +35,31 @@ def configure(factory) -> None:
                                maxFramePayloadSize=ECHO_MAX_MESSAGE_SIZE)
 
 
-def run_twisted(port: int) -> None:
-    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-    from twisted.internet import reactor
+def serve_baseline(backend: str, port: int) -> None:
+    """Autobahn's own echo server (no wskit protocol code) on ``backend``, until SIGINT/SIGTERM."""
+    websocket = importlib.import_module(f"autobahn.{backend}.websocket")
 
-    class EchoServerProtocol(WebSocketServerProtocol):
+    class EchoServerProtocol(websocket.WebSocketServerProtocol):
         def onMessage(self, payload, isBinary):
             self.sendMessage(payload, isBinary)
 
-    factory = WebSocketServerFactory(f"ws://127.0.0.1:{port}")
-    factory.protocol = EchoServerProtocol
-    configure(factory)
-    reactor.listenTCP(port, factory, interface="127.0.0.1")
-    sys.stderr.write(f"baseline: serving at ws://127.0.0.1:{port} (twisted)\n")
-    reactor.run()
-
-
-def run_asyncio(port: int) -> None:
-    import asyncio
-
-    from autobahn.asyncio.websocket import WebSocketServerFactory, WebSocketServerProtocol
-
-    class EchoServerProtocol(WebSocketServerProtocol):
-        def onMessage(self, payload, isBinary):
-            self.sendMessage(payload, isBinary)
-
-    async def main() -> None:
-        factory = WebSocketServerFactory(f"ws://127.0.0.1:{port}")
+    async def main(stopping) -> None:
+        factory = websocket.WebSocketServerFactory(f"ws://127.0.0.1:{port}")
         factory.protocol = EchoServerProtocol
         configure(factory)
-        server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", port)
-        sys.stderr.write(f"baseline: serving at ws://127.0.0.1:{port} (asyncio)\n")
-        async with server:
-            await server.serve_forever()
+        if backend == "twisted":
+            from twisted.internet import reactor
 
-    asyncio.run(main())
+            listening = reactor.listenTCP(port, factory, interface="127.0.0.1")
+        else:
+            import asyncio
+
+            listening = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", port)
+        sys.stderr.write(f"baseline: serving at ws://127.0.0.1:{port} ({backend})\n")
+        await stopping
+        listening.close() if backend == "asyncio" else listening.stopListening()
+
+    run(main, backend)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("twisted", "asyncio"), default="twisted")
     parser.add_argument("--port", type=int, default=9000)
     args = parser.parse_args(argv)
-    (run_asyncio if args.backend == "asyncio" else run_twisted)(args.port)
+    serve_baseline(args.backend, args.port)
     return 0
 
 

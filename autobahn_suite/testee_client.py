@@ -14,13 +14,17 @@ chosen backend with :func:`testee_client_settings`.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from typing import Any, Callable
 from urllib.parse import quote
 
+import txaio
+
 from wskit.clients import EchoClientHandler
 from wskit.handler import Handler
+from wskit.runner import run
 from wskit.settings import BACKENDS, ClientSettings, CompressionSettings, LimitSettings, TimeoutSettings
 
 from .config import ECHO_MAX_MESSAGE_SIZE
@@ -71,7 +75,7 @@ async def drive(connect: Callable[..., Any], gather: Callable[..., Any], base_ur
         except Exception as exc:
             log.write(f"testee: {path}: connection failed: {exc}\n")
             return False
-        await proto.closed
+        await proto.is_closed
         return True
 
     texts: list[str] = []
@@ -98,43 +102,16 @@ async def drive(connect: Callable[..., Any], gather: Callable[..., Any], base_ur
     return failures[0]
 
 
-def run_twisted(url: str, agent: str, parallel: int) -> int:
-    from twisted.internet import defer, task
-
-    from wskit import twisted as wtwisted
-
-    result: dict[str, int] = {}
-
-    def main(reactor: Any) -> Any:
-        def connect(target: str, settings: ClientSettings, handler_factory: Any) -> Any:
-            return wtwisted.connect(target, settings, handler_factory, reactor=reactor)
+def run_testee(backend: str, url: str, agent: str, parallel: int) -> int:
+    async def main(stopping: Any) -> int:
+        adapter = importlib.import_module(f"wskit.{backend}")
 
         def gather(*coros: Any) -> Any:
-            return defer.gatherResults([defer.ensureDeferred(c) for c in coros], consumeErrors=True)
+            return txaio.gather([txaio.as_future(lambda c=c: c) for c in coros], consume_exceptions=False)
 
-        d = defer.ensureDeferred(drive(connect, gather, url, agent, parallel))
-        return d.addCallback(lambda failed: result.update(failed=failed))
+        return await drive(adapter.connect, gather, url, agent, parallel)
 
-    try:
-        task.react(main)
-    except SystemExit as exc:  # react() exits: 0 on success, 1 on failure
-        if exc.code:
-            return int(exc.code)
-    return 1 if result.get("failed") else 0
-
-
-def run_asyncio(url: str, agent: str, parallel: int) -> int:
-    import asyncio
-
-    from wskit import asyncio as wasyncio
-
-    async def main() -> int:
-        async def gather(*coros: Any) -> Any:
-            return await asyncio.gather(*coros)
-
-        return await drive(wasyncio.connect, gather, url, agent, parallel)
-
-    return 1 if asyncio.run(main()) else 0
+    return 1 if run(main, backend) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=1, metavar="N", help="cases run at once")
     args = parser.parse_args(argv)
     agent = args.agent or f"wskit-{args.backend}"
-    run = run_asyncio if args.backend == "asyncio" else run_twisted
-    return run(args.url, agent, args.parallel)
+    return run_testee(args.backend, args.url, agent, args.parallel)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ import sys
 def autobahn_server(port: int, compress: bool) -> None:
     from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
     from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
-    from twisted.internet import reactor
+
+    from wskit.runner import run
 
     class Echo(WebSocketServerProtocol):
         def onMessage(self, payload, isBinary):
@@ -32,13 +33,19 @@ def autobahn_server(port: int, compress: bool) -> None:
                 return PerMessageDeflateOfferAccept(offer)
         return None
 
-    factory = WebSocketServerFactory(f"ws://127.0.0.1:{port}")
-    factory.protocol = Echo
-    if compress:
-        factory.setProtocolOptions(perMessageCompressionAccept=accept)
-    reactor.listenTCP(port, factory, interface="127.0.0.1")
-    reactor.callWhenRunning(lambda: print(f"autobahn echo serving on {port}", flush=True))
-    reactor.run()
+    async def main(stopping):
+        from twisted.internet import reactor
+
+        factory = WebSocketServerFactory(f"ws://127.0.0.1:{port}")
+        factory.protocol = Echo
+        if compress:
+            factory.setProtocolOptions(perMessageCompressionAccept=accept)
+        listening = reactor.listenTCP(port, factory, interface="127.0.0.1")
+        print(f"autobahn echo serving on {port}", flush=True)
+        await stopping
+        await listening.stopListening()
+
+    run(main, "twisted")
 
 
 def websockets_server(port: int, compress: bool) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import wskit
 from wskit import ChatClient, PubSubClient, RPCClient
@@ -100,17 +101,8 @@ async def scenario(url: str, backend: str | None) -> dict:
     return out
 
 
-def run_asyncio(url: str) -> dict:
-    import asyncio
-
-    # backend=None: detected from the running loop.
-    return asyncio.run(asyncio.wait_for(scenario(url, None), 30))
-
-
-def run_twisted(url: str) -> dict:
-    from twisted.internet import defer, task
-
-    result: dict = {}
+def run_twisted_extras(url: str) -> Any:
+    from twisted.internet import defer
 
     @defer.inlineCallbacks
     def with_inline_callbacks():
@@ -120,31 +112,21 @@ def run_twisted(url: str) -> dict:
         yield conn.close()
         return [conn.subprotocol, value, conn.close_code]
 
-    async def main(reactor):
-        # backend=None: detected from the running reactor.
-        result.update(await scenario(url, None))
-        result["inline_callbacks"] = await with_inline_callbacks()
+    return with_inline_callbacks()
 
-    def react_main(reactor):
-        d = defer.ensureDeferred(main(reactor))
-        d.addTimeout(30, reactor)
-        return d
 
-    try:
-        task.react(react_main)
-    except SystemExit as exc:
-        if exc.code:
-            raise
-    return result
+def run_scenario(backend: str, url: str) -> dict:
+    async def main(stopping) -> dict:
+        # backend=None: detected from the running loop or reactor.
+        result = await scenario(url, None)
+        if backend == "twisted":
+            result["inline_callbacks"] = await run_twisted_extras(url)
+        return result
+
+    return wskit.run(main, backend)
 
 
 if __name__ == "__main__":
     backend, url = sys.argv[1], sys.argv[2]
-    if backend == "twisted":
-        # Select Twisted before wskit.connect is first called (importing selects txaio's framework).
-        import wskit.twisted  # noqa: F401
-
-        results = run_twisted(url)
-    else:
-        results = run_asyncio(url)
+    results = run_scenario(backend, url)
     sys.stdout.write(json.dumps(results) + "\n")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 from app_support import Peer, Server, open_peer, server_fixture
-from support import BACKENDS, ROOT, ServerProcess, free_port, run
+from support import BACKENDS, ROOT, ServerProcess, run
 
 server = server_fixture("--max-buffered-bytes", "262144")
 
@@ -141,10 +141,9 @@ def test_slow_subscriber_is_dropped_and_others_get_everything(server: Server):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_server_side_publish_api_and_future_returning_methods(backend):
-    port = free_port()
-    cmd = [sys.executable, str(ROOT / "tests" / "ticker_server.py"), backend, str(port)]
+    cmd = [sys.executable, str(ROOT / "tests" / "ticker_server.py"), backend, "0"]
     with ServerProcess([], cmd=cmd) as proc:
-        server = Server(backend, port, proc)
+        server = Server(backend, proc.port, proc)
 
         async def go():
             json_sub = await open_peer(server, ["wskit.pubsub.v1.json"])

@@ -57,13 +57,8 @@ def test_app_builds_a_ticker_only_when_asked_and_pubsub_exists():
 TIMER_SCRIPT = r"""
 import sys
 backend = sys.argv[1]
-if backend == "twisted":
-    from twisted.internet import reactor
-    import wskit.twisted
-else:
-    import asyncio
-    import wskit.asyncio
 import txaio
+import wskit
 from wskit.protocols.ticker import DemoTicker
 
 published, listening = [], {"on": False}
@@ -85,18 +80,11 @@ def script(later):
     later(0.6, lambda: (report(), ticker.stop()))
     later(0.9, report)
 
-if backend == "twisted":
-    def later(delay, fn):
-        reactor.callLater(delay, fn)
-    reactor.callWhenRunning(script, later)
-    reactor.callLater(1.0, reactor.stop)
-    reactor.run()
-else:
-    async def main():
-        loop = asyncio.get_running_loop()
-        script(lambda delay, fn: loop.call_later(delay, fn))
-        await asyncio.sleep(1.0)
-    asyncio.run(main())
+async def main(stopping):
+    script(txaio.call_later)
+    await txaio.sleep(1.0)
+
+wskit.run(main, backend)
 """
 
 

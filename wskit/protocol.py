@@ -170,8 +170,10 @@ class ConnectionMixin:
         return True
 
     def _transport_paused(self) -> None:
-        self._writing_paused = True
-        self._paused_bytes = 0
+        # Twisted repeats the signal on every write while its buffer is full.
+        if not self._writing_paused:
+            self._writing_paused = True
+            self._paused_bytes = 0
 
     def _transport_resumed(self) -> None:
         self._writing_paused = False

@@ -79,6 +79,12 @@ class _TwistedConnection:
             self._paused_bytes += len(data)
         super().sendData(data, sync, chopsize)
 
+    def _closeConnection(self, abort: bool = False) -> None:
+        # A transport whose streaming producer is paused never finishes a
+        # loseConnection (it waits for the producer): we produce nothing more.
+        self.transport.unregisterProducer()
+        super()._closeConnection(abort)
+
     def pause_reading(self) -> None:
         """Stop reading from the socket (backpressure on the peer)."""
         self.transport.pauseProducing()

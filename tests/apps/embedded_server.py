@@ -9,11 +9,12 @@ Prints "serving" on stderr once bound.
 
 import sys
 
+import wskit
 from wskit import ServerSettings
 
 
 def ready(port):
-    sys.stderr.write(f"serving on {port}\n")
+    sys.stderr.write(f"serving at ws://127.0.0.1:{port}/\n")
     sys.stderr.flush()
 
 
@@ -34,36 +35,39 @@ def native_protocol(base):
 def main():
     style, backend, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     settings = ServerSettings(port=port, limits=ServerSettings().limits.__class__(max_message_size=1000))
-    if backend == "asyncio":
-        import asyncio
 
-        from wskit import asyncio as wasyncio
+    async def serve(stopping):
+        if backend == "asyncio":
+            from wskit import asyncio as wasyncio
 
-        async def run():
             server = await wasyncio.serve(settings, protocol=native_protocol(wasyncio.ServerProtocol))
             ready(server.port)
-            await server.serve_forever()
+            await stopping
+            server.close()
+            await server.wait_closed()
+            return
+        from twisted.internet import reactor
+        from twisted.web import resource, server
 
-        asyncio.run(run())
-        return
+        from wskit import twisted as wtwisted
 
-    from twisted.internet import reactor
-    from twisted.web import resource, server
+        if style == "native":
+            svc = await wtwisted.listen(settings, reactor=reactor, protocol=native_protocol(wtwisted.ServerProtocol))
+            ready(svc.port.getHost().port)
+            await stopping
+            await svc.stopService()
+        else:
+            root = resource.Resource()
+            root.putChild(b"", resource.Resource())
+            live = resource.Resource()
+            root.putChild(b"live", live)
+            live.putChild(b"socket", wtwisted.websocket_resource(settings=settings, reactor=reactor))
+            listening = reactor.listenTCP(port, server.Site(root), interface="127.0.0.1")
+            ready(listening.getHost().port)
+            await stopping
+            await listening.stopListening()
 
-    from wskit import twisted as wtwisted
-
-    if style == "native":
-        wtwisted.listen(settings, reactor=reactor, protocol=native_protocol(wtwisted.ServerProtocol)).addCallback(
-            lambda svc: ready(svc.port.getHost().port))
-    else:
-        root = resource.Resource()
-        root.putChild(b"", resource.Resource())
-        live = resource.Resource()
-        root.putChild(b"live", live)
-        live.putChild(b"socket", wtwisted.websocket_resource(settings=settings))
-        listening = reactor.listenTCP(port, server.Site(root), interface="127.0.0.1")
-        ready(listening.getHost().port)
-    reactor.run()
+    wskit.run(serve, backend)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ handler a connection was routed to. Prints "serving" on stderr once bound.
 
 import sys
 
+import wskit
 from wskit import Handler, ServerSettings, SubprotocolRegistry, WebSocketApp
 from wskit.protocols import EchoHandler
 
@@ -31,29 +32,26 @@ def make_app(port, prefer):
 
 def main():
     backend, port, prefer = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    if backend == "asyncio":
-        import asyncio
 
-        from wskit import asyncio as wasyncio
+    async def serve(stopping):
+        if backend == "asyncio":
+            from wskit import asyncio as wasyncio
 
-        async def run():
             server = await wasyncio.serve(app=make_app(port, prefer))
-            sys.stderr.write(f"serving on {server.port}\n")
-            sys.stderr.flush()
-            await server.serve_forever()
+            bound, close = server.port, server.close
+        else:
+            from twisted.internet import reactor
 
-        asyncio.run(run())
-    else:
-        from twisted.internet import reactor
+            from wskit import twisted as wtwisted
 
-        from wskit import twisted as wtwisted
+            svc = await wtwisted.listen(app=make_app(port, prefer), reactor=reactor)
+            bound, close = svc.port.getHost().port, svc.stopService
+        sys.stderr.write(f"serving at ws://127.0.0.1:{bound}/ws\n")
+        sys.stderr.flush()
+        await stopping
+        close()
 
-        def ready(svc):
-            sys.stderr.write(f"serving on {svc.port.getHost().port}\n")
-            sys.stderr.flush()
-
-        wtwisted.listen(app=make_app(port, prefer), reactor=reactor).addCallback(ready)
-        reactor.run()
+    wskit.run(serve, backend)
 
 
 if __name__ == "__main__":
