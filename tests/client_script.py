@@ -10,6 +10,7 @@ task.react); on Twisted an inlineCallbacks variant runs as well.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -46,25 +47,26 @@ async def scenario(url: str, backend: str | None) -> dict:
         out["rpc_sleep"] = await rpc.call("sleep", 0.01)
         out["rpc_discover"] = sorted(m["name"] for m in (await rpc.discover())["methods"])
 
-    # Chat v2 over json with a v1 msgpack peer.
+    # Chat v2 over json with a v1 msgpack peer, in a room of their own (rooms keep their history).
+    room = f"room-{os.getpid()}"
     async with wskit.connect(url, subprotocols=ChatClient.subprotocols(2, ("json",)), backend=backend) as c1, \
             wskit.connect(url, subprotocols=["wskit.chat.v1.msgpack"], backend=backend) as c2:
         ann, bob = ChatClient(c1), ChatClient(c2)
-        joined = await ann.join("room", "ann")
+        joined = await ann.join(room, "ann")
         out["chat_joined"] = [joined["type"], joined["members"], joined["history"]]
-        joined = await bob.join("room", "bob")
+        joined = await bob.join(room, "bob")
         out["chat_joined_v1"] = [joined["members"], "history" in joined]
         out["chat_presence"] = await ann.recv()
-        await bob.say("room", "hi ann")
+        await bob.say(room, "hi ann")
         got = await ann.recv()
         out["chat_v2_got"] = [got["from"], got["text"], isinstance(got.get("id"), str), isinstance(got.get("ts"), float)]
         got = await bob.recv()
         out["chat_v1_own"] = sorted(got)
         try:
-            await bob.join("room", "bob")
+            await bob.join(room, "bob")
         except wskit.RequestError as exc:
             out["chat_error"] = exc.code
-        left = await bob.leave("room")
+        left = await bob.leave(room)
         out["chat_left"] = left["type"]
         out["chat_presence_leave"] = (await ann.recv())["event"]
 

@@ -37,7 +37,7 @@ async def publish_metrics(app: WebSocketApp, every: float) -> None:
 
 async def main(port: int, every: float) -> None:
     txaio.start_logging(level="info")
-    settings = ServerSettings(host="127.0.0.1", port=port, backend="asyncio")
+    settings = ServerSettings(host="127.0.0.1", port=port)
     app = WebSocketApp(settings)
     server = await wskit_asyncio.serve(app=app)  # returns once listening; starts the demo ticker
     print(f"serving {settings.replace(port=server.port).url}", flush=True)
