@@ -20,9 +20,10 @@ Server side, :func:`negotiate_offers` answers every offer a client may send:
   clients send it in every offer without resetting their compressor, so the
   server keeps its decompression context unless configured otherwise.
 * ``server_max_window_bits``: the server compresses with the configured window,
-  or with the offered value when that is smaller, and always says so in the
-  response when the window is below 15 (7.1.2.1 allows the parameter in a
-  response to an offer that did not carry it).
+  or with the offered value when that is smaller, and says so in the response
+  when the offer asked (7.1.2.1: that is how the request is accepted) and
+  whenever the window is below 15 (7.1.2.1 allows the parameter in a response
+  to an offer that did not carry it).
 * ``client_max_window_bits``: only answered when offered (7.1.2.2: "MUST NOT
   include" it otherwise). Without a value in the offer the server answers its
   configured window; with a value N it answers min(configured, N), which never
@@ -180,8 +181,10 @@ def negotiate_offer(offer: DeflateParams, policy: DeflatePolicy) -> DeflateAgree
     server_bits = policy.server_max_window_bits
     if offer.server_max_window_bits is not None:
         server_bits = min(server_bits, offer.server_max_window_bits)
-    # Always stated below 15, so the client sizes its decompressor to what we use.
-    response_server_bits = server_bits if server_bits < MAX_WINDOW_BITS else None
+    # Stated when requested (7.1.2.1: that is how the request is accepted) and
+    # whenever below 15, so the client sizes its decompressor to what we use.
+    stated = offer.server_max_window_bits is not None or server_bits < MAX_WINDOW_BITS
+    response_server_bits = server_bits if stated else None
 
     offered_client = offer.client_max_window_bits
     if offered_client is None:
