@@ -20,7 +20,7 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from websockets.asyncio.client import connect
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
-from support import BACKENDS, run, serve
+from support import BACKENDS, raw_connect, run, serve
 from wskit.deflate import DeflateParams, DeflatePolicy, check_response
 
 pytestmark = pytest.mark.timeout(120)
@@ -182,3 +182,40 @@ def test_websockets_refuses_to_offer_client_window_8():
     # So the 8-bit client window is covered by ws (above) and wskit's own client (test_client_deflate.py).
     with pytest.raises(ValueError, match="client_max_window_bits"):
         ClientPerMessageDeflateFactory(client_max_window_bits=8)
+
+
+# -- offers no library sends: raw handshakes -------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "offer, answer",
+    [
+        ("permessage-deflate; x_unknown", None),
+        ("permessage-deflate; server_max_window_bits=16", None),
+        ("permessage-deflate; client_max_window_bits=10; client_max_window_bits=10", None),
+        ("permessage-deflate; server_no_context_takeover=yes", None),
+        ("permessage-deflate; x_unknown, permessage-deflate; client_max_window_bits=8",
+         "permessage-deflate; server_max_window_bits=12; client_max_window_bits=8"),
+        ("permessage-deflate; server_max_window_bits=8; client_max_window_bits=8",
+         "permessage-deflate; server_max_window_bits=8; client_max_window_bits=8"),
+        ("x-webkit-deflate-frame, permessage-bzip2; bogus, permessage-deflate",
+         "permessage-deflate; server_max_window_bits=12"),
+    ],
+)
+def test_compression_offers_never_refuse_the_handshake(server, offer, answer):
+    backend, url, _ = server
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    sock, head = raw_connect(port, headers={"Sec-WebSocket-Extensions": offer})
+    with sock:
+        status = head.split(b"\r\n", 1)[0]
+        assert status.startswith(b"HTTP/1.1 101"), head
+        lines = head.decode().split("\r\n")
+        got = [line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("sec-websocket-extensions:")]
+        assert got == ([answer] if answer else []), head
+
+
+def test_compression_off_ignores_even_malformed_offers():
+    proc, port = serve("twisted", "--no-compress")
+    with proc:
+        sock, head = raw_connect(port, headers={"Sec-WebSocket-Extensions": "permessage-deflate; x=1; x=2"})
+        with sock:
+            assert head.startswith(b"HTTP/1.1 101") and b"Sec-WebSocket-Extensions" not in head, head
