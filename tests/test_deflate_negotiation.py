@@ -159,7 +159,9 @@ def expected_response(policy: DeflatePolicy, client_bits, server_bits, server_nc
     if client_bits is None:
         client_answer = None  # 7.1.2.2: MUST NOT be in the response
     else:
-        limit = policy.client_max_window_bits if client_bits is True else min(policy.client_max_window_bits, client_bits)
+        limit = policy.client_max_window_bits
+        if client_bits is not True:
+            limit = min(limit, client_bits)
         client_answer = limit if limit < 15 else None
     return DeflateParams(
         server_no_context_takeover=server_nct or policy.server_no_context_takeover,
@@ -293,7 +295,8 @@ def test_zlib_cannot_compress_raw_deflate_with_8_bits():
 @pytest.mark.parametrize("context_takeover", [True, False])
 def test_server_window_8_output_inflates_with_an_8_bit_window(context_takeover):
     agreement = negotiate_offers(
-        deflate_offers(f"{PD}; server_max_window_bits=8" + ("" if context_takeover else "; server_no_context_takeover")),
+        deflate_offers(f"{PD}; server_max_window_bits=8"
+                       + ("" if context_takeover else "; server_no_context_takeover")),
         DEFAULT,
     ).agreement
     assert agreement.response.server_max_window_bits == 8
