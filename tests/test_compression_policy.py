@@ -26,14 +26,16 @@ def offer(header_params):
 
 def test_default_server_accept_asks_client_for_12_bit_window():
     accept = accept_deflate_offer(offer({"client_max_window_bits": True}), CompressionSettings())
-    assert accept.get_extension_string() == "permessage-deflate; client_max_window_bits=12"
+    assert accept.get_extension_string() == (
+        "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
+    )
     pmce = PerMessageDeflate.create_from_offer_accept(True, accept)
     assert (pmce.server_max_window_bits, pmce.client_max_window_bits, pmce.mem_level) == (12, 12, 5)
 
 
-def test_client_without_window_param_is_not_asked():
+def test_client_without_window_param_is_not_asked_but_told_the_server_window():
     accept = accept_deflate_offer(offer({}), CompressionSettings())
-    assert accept.get_extension_string() == "permessage-deflate"
+    assert accept.get_extension_string() == "permessage-deflate; server_max_window_bits=12"
 
 
 def test_requested_server_window_answered_with_what_server_uses():
@@ -63,7 +65,7 @@ def test_unavailable_codec_is_a_clear_error():
 def test_client_offer_and_response_accept():
     (client_offer,) = make_client_offers(CompressionSettings(server_max_window_bits=10))
     assert client_offer.get_extension_string() == (
-        "permessage-deflate; client_no_context_takeover; client_max_window_bits; server_max_window_bits=10"
+        "permessage-deflate; client_no_context_takeover; server_max_window_bits=10; client_max_window_bits"
     )
     accept = make_client_accept(CompressionSettings(client_max_window_bits=12))
     response = PerMessageDeflateResponse(9, True, 10, False)

@@ -13,13 +13,17 @@ from urllib.parse import urlsplit
 
 import txaio
 from autobahn.util import encode_truncate
+from autobahn.websocket.compress import PERMESSAGE_COMPRESSION_EXTENSION
 from autobahn.websocket.types import ConnectionDeny
 
 from .compression import (
+    DEFLATE,
+    ClientCompression,
+    DeflateParameterError,
+    ServerCompression,
     describe_extensions,
     extension_names,
     make_client_accept,
-    make_client_offers,
     make_server_accept,
     tune_extension,
 )
@@ -60,6 +64,8 @@ class ConnectionMixin:
     _writing_paused = False
     _paused_bytes = 0
     _drain_waiters: list[Any] | None = None
+    # The permessage-deflate negotiation's outcome (wskit.deflate.DeflateAgreement), once negotiated.
+    _deflate_agreement = None
 
     # -- Connection API ------------------------------------------------
 
@@ -200,7 +206,7 @@ class ConnectionMixin:
 
     def _onOpen(self) -> None:
         if self._perMessageCompress is not None and self._compression_settings is not None:
-            tune_extension(self._perMessageCompress, self._compression_settings)
+            tune_extension(self._perMessageCompress, self._compression_settings, self._deflate_agreement)
         super()._onOpen()
 
     def _call_handler(self, method: str, *args: Any) -> None:
@@ -308,6 +314,23 @@ class ServerProtocolMixin(ConnectionMixin):
         self.served_subprotocol = entry.name
         self.handler = entry.handler(self)
         return name
+
+    def succeedHandshake(self, res):
+        # Decide compression from the raw offers before Autobahn parses them:
+        # Autobahn answers an offer it cannot parse (a window of 8, an unknown
+        # or repeated parameter) with HTTP 400, where RFC 7692 says to decline
+        # that offer and try the next. A compression parameter never refuses
+        # a handshake.
+        policy = self.perMessageCompressionAccept
+        if isinstance(policy, ServerCompression):
+            choice = policy.choose(self.websocket_extensions or [])
+            for reason in choice.declined:
+                self.log.debug("wskit: declined compression offer from {peer}: {reason}",
+                               peer=self.peer, reason=reason)
+            self.websocket_extensions = choice.extensions
+            self.perMessageCompressionAccept = choice.accept_offers
+            self._deflate_agreement = choice.agreement
+        return super().succeedHandshake(res)
 
     def onOpen(self) -> None:
         self._log_open()
@@ -460,11 +483,7 @@ class ServerFactoryMixin(FactoryMixin):
         limits, compression = settings.limits, settings.compression
         self.setProtocolOptions(
             maxConnections=limits.max_connections,
-            perMessageCompressionAccept=(
-                make_server_accept(compression, limits.max_message_size)
-                if compression.enabled
-                else _decline_compression
-            ),
+            perMessageCompressionAccept=make_server_accept(compression, limits.max_message_size),
             **common_protocol_options(settings),
         )
         self.server = settings.server_header
@@ -485,10 +504,6 @@ def common_protocol_options(settings: ServerSettings | ClientSettings) -> dict[s
     )
 
 
-def _decline_compression(_offers: Any) -> None:
-    return None
-
-
 class ClientProtocolMixin(ConnectionMixin):
     """Client side: offers from settings, a clear error when the handshake fails.
 
@@ -501,14 +516,49 @@ class ClientProtocolMixin(ConnectionMixin):
 
     def _connectionMade(self) -> None:
         self._handshake_error: HandshakeError | None = None
+        self._compression_error: str | None = None
         settings: ClientSettings = self.factory.wskit_settings
         self._compression_settings = settings.compression
         self.compress_threshold = settings.compression.threshold
         self.max_buffered_bytes = settings.limits.max_buffered_bytes
         super()._connectionMade()
 
+    def _parseExtensionsHeader(self, header, removeQuotes=True):
+        # On a client this parses the server's response. Check the compression
+        # answer here, against what was offered (wskit.deflate.check_response),
+        # before Autobahn's own parser: that one refuses valid windows of 8 and
+        # lets through values the offer did not allow.
+        extensions = super()._parseExtensionsHeader(header, removeQuotes)
+        policy = self.perMessageCompressionAccept
+        if not isinstance(policy, ClientCompression):
+            return extensions
+        for i, (name, params) in enumerate(extensions):
+            if name not in PERMESSAGE_COMPRESSION_EXTENSION:
+                continue
+            try:
+                accept = policy.accept_response_params(name, params)
+            except Exception as exc:  # DeflateParameterError, or another codec's parser
+                detail = str(exc) if isinstance(exc, DeflateParameterError) else f"invalid {name} response: {exc}"
+                self._compression_error = (
+                    f"invalid compression answer from the server: {detail} "
+                    f"(Sec-WebSocket-Extensions: {header.strip()})"
+                )
+                self.perMessageCompressionAccept = lambda _response: None
+            else:
+                self._deflate_agreement = getattr(accept, "agreement", None)
+                self.perMessageCompressionAccept = lambda _response, accept=accept: accept
+            if name == DEFLATE:
+                # Autobahn still parses what it is shown: its parameters are handled.
+                extensions[i] = (name, {})
+            break  # Autobahn refuses a second compression extension itself
+        return extensions
+
     def failHandshake(self, reason: str, code: int = 400, responseHeaders=None) -> None:
-        self._handshake_error = self._refusal() or HandshakeError(reason)
+        if self._compression_error:
+            reason = self._compression_error
+            self._handshake_error = HandshakeError(reason)
+        else:
+            self._handshake_error = self._refusal() or HandshakeError(reason)
         super().failHandshake(reason)
 
     def _refusal(self) -> HandshakeError | None:
@@ -572,9 +622,7 @@ class ClientFactoryMixin(FactoryMixin):
         self.handler_factory = handler_factory
         limits, compression = settings.limits, settings.compression
         options = common_protocol_options(settings)
-        if compression.enabled:
-            options["perMessageCompressionOffers"] = make_client_offers(compression)
-            options["perMessageCompressionAccept"] = make_client_accept(
-                compression, limits.max_message_size
-            )
+        policy = make_client_accept(compression, limits.max_message_size)
+        options["perMessageCompressionOffers"] = policy.offers
+        options["perMessageCompressionAccept"] = policy
         self.setProtocolOptions(**options)

@@ -30,7 +30,8 @@ class CompressionSettings:
 
     * ``server_max_window_bits``: LZ77 window the server compresses with (9-15).
     * ``client_max_window_bits``: window the client is asked to compress with,
-      when the client offers to accept the parameter (9-15).
+      when the client offers to accept the parameter (9-15); a smaller value
+      the client offers is answered as is (RFC 7692 7.1.2.2).
     * ``server_no_context_takeover`` / ``client_no_context_takeover``: reset the
       compression context after every message in that direction.
     * ``mem_level``: zlib memLevel (1-9) for this endpoint's compressor.
