@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -179,30 +178,21 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def twistd_executable() -> str:
-    candidate = Path(sys.executable).with_name("twistd")
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("twistd")
-    if not found:
-        raise SuiteError("twistd not found next to this Python or on PATH (pip install twisted)")
-    return found
+# twistd with the checkout root first on its path, so it finds twisted/plugins/wskit_plugin.py there
+# (an editable install, pip install -e ., provides wskit itself), whatever its working directory.
+TWISTD = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); sys.argv[0] = 'twistd'; "
+          "from twisted.scripts.twistd import run; run()"]
 
 
-def check_twistd_plugin(twistd: str) -> None:
-    """Fail with one clear line unless ``twistd`` lists the ``wskit`` plugin.
-
-    twistd finds plugins by scanning ``twisted/plugins/`` folders on its
-    sys.path; an editable install puts no such file there, so the plugin is
-    only found after a regular ``pip install .``.
-    """
-    out = subprocess.run([twistd, "--help"], capture_output=True, text=True, cwd=tempfile.gettempdir(),
+def check_twistd_plugin() -> None:
+    """Fail with one clear line unless twistd, run from the checkout, lists the ``wskit`` plugin."""
+    out = subprocess.run([*TWISTD, "--help"], capture_output=True, text=True, cwd=tempfile.gettempdir(),
                          env=child_env(), timeout=60)
     names = {line.split()[0] for line in out.stdout.splitlines() if line.startswith("    ") and line.split()}
     if "wskit" not in names:
         raise SuiteError(
-            f"{twistd} does not list the 'wskit' plugin: twistd finds plugins in twisted/plugins/ on its "
-            "sys.path, which an editable install does not provide; run `pip install .` (not -e) and retry"
+            "twistd does not list the 'wskit' plugin: run the suite from the checkout root with wskit "
+            "installed (pip install -e .)"
         )
 
 
@@ -213,9 +203,8 @@ def server_command(backend: str, port: int, baseline: bool = False) -> list[str]
         return [sys.executable, "-m", "autobahn_suite.baseline_server", "--backend", backend,
                 "--port", str(port)]
     if backend == "twistd":
-        twistd = twistd_executable()
-        check_twistd_plugin(twistd)
-        return [twistd, "-n", "--pidfile=", "wskit", "--port", str(port), *SERVER_TESTEE_ARGS]
+        check_twistd_plugin()
+        return [*TWISTD, "-n", "--pidfile=", "wskit", "--port", str(port), *SERVER_TESTEE_ARGS]
     return [sys.executable, "-m", "wskit", "serve", "--backend", backend, "--port", str(port),
             *SERVER_TESTEE_ARGS]
 
