@@ -48,7 +48,7 @@ async def scenario(url: str, backend: str | None) -> dict:
         out["rpc_discover"] = sorted(m["name"] for m in (await rpc.discover())["methods"])
 
     # Chat v2 over json with a v1 msgpack peer, in a room of their own (rooms keep their history).
-    room = f"room-{os.getpid()}"
+    room = out["chat_room"] = f"room-{os.getpid()}"
     async with wskit.connect(url, subprotocols=ChatClient.subprotocols(2, ("json",)), backend=backend) as c1, \
             wskit.connect(url, subprotocols=["wskit.chat.v1.msgpack"], backend=backend) as c2:
         ann, bob = ChatClient(c1), ChatClient(c2)

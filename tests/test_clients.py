@@ -40,7 +40,7 @@ def test_awaitable_clients(server, client_backend):
     # Chat: v2 json and v1 msgpack clients in one room.
     assert out["chat_joined"] == ["joined", ["ann"], []]
     assert out["chat_joined_v1"] == [["ann", "bob"], False]
-    assert out["chat_presence"] == {"type": "presence", "room": "room", "nick": "bob", "event": "join"}
+    assert out["chat_presence"] == {"type": "presence", "room": out["chat_room"], "nick": "bob", "event": "join"}
     assert out["chat_v2_got"] == ["bob", "hi ann", True, True]
     assert out["chat_v1_own"] == ["from", "room", "text", "type"]
     assert out["chat_error"] == "already-joined"

@@ -21,6 +21,7 @@ _EXPORTS = {
     "Broadcast": "wskit.broadcast",
     "Connection": "wskit.handler",
     "Handler": "wskit.handler",
+    "ServerConnection": "wskit.handler",
     "Hub": "wskit.hub",
     "InProcessHub": "wskit.hub",
     "RPCService": "wskit.jsonrpc",
@@ -88,7 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover  # noqa: F401
         SettingsError,
         WskitError,
     )
-    from .handler import Connection, Handler
+    from .handler import Connection, Handler, ServerConnection
     from .hub import Hub, InProcessHub
     from .jsonrpc import InvalidParams, RPCError, RPCService
     from .negotiation import SubprotocolRegistry, negotiate_subprotocol
