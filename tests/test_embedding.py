@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from support import BACKENDS, ROOT, ServerProcess, free_port, python_env, run, serve
+from support import BACKENDS, ROOT, ServerProcess, python_env, run, serve
 
 pytestmark = pytest.mark.timeout(60)
 APP = str(ROOT / "tests" / "apps" / "embedded_server.py")
@@ -19,8 +19,8 @@ APP = str(ROOT / "tests" / "apps" / "embedded_server.py")
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_native_style_subclass_keeps_negotiation_compression_limits(backend):
-    port = free_port()
-    with ServerProcess([], cmd=[sys.executable, APP, "native", backend, str(port)]):
+    with ServerProcess([], cmd=[sys.executable, APP, "native", backend, "0"]) as proc:
+        port = proc.port
 
         async def go():
             async with connect(f"ws://127.0.0.1:{port}/ws", subprotocols=["nope", "wskit.echo"]) as ws:
@@ -41,8 +41,8 @@ def test_native_style_subclass_keeps_negotiation_compression_limits(backend):
 
 
 def test_resource_mounted_in_own_site_at_any_path():
-    port = free_port()
-    with ServerProcess([], cmd=[sys.executable, APP, "resource", "twisted", str(port)]):
+    with ServerProcess([], cmd=[sys.executable, APP, "resource", "twisted", "0"]) as proc:
+        port = proc.port
 
         async def go():
             async with connect(f"ws://127.0.0.1:{port}/live/socket", subprotocols=["wskit.echo"]) as ws:

@@ -17,7 +17,6 @@ from support import (
     ServerProcess,
     close_code,
     encode_frame,
-    free_port,
     raw_connect,
     read_frame,
     run,
@@ -124,9 +123,9 @@ def test_one_log_line_per_open_and_close(default_server):
     ],
 )
 def test_negotiation_matrix(backend, prefer, offered, expected):
-    port = free_port()
-    cmd = [sys.executable, str(ROOT / "tests" / "apps" / "tagged_server.py"), backend, str(port), prefer]
-    with ServerProcess([], cmd=cmd):
+    cmd = [sys.executable, str(ROOT / "tests" / "apps" / "tagged_server.py"), backend, "0", prefer]
+    with ServerProcess([], cmd=cmd) as proc:
+        port = proc.port
 
         async def go():
             async with connect(ws_url(port), subprotocols=offered or None) as ws:
