@@ -32,6 +32,7 @@ from .static import content_type, resolve_static_file, static_root
 CLOSE_INTERNAL_ERROR = 1011
 # Autobahn batches connection timers into buckets of this many seconds.
 TIMER_BUCKET_SECONDS = 0.2
+TIMER_CHUNK_SIZE = 1000
 # How long a shutdown waits for closing handshakes beyond the close-handshake
 # timeout: Autobahn drops a silent peer when that timeout's bucket fires.
 CLOSE_GRACE_SECONDS = 2 * TIMER_BUCKET_SECONDS
@@ -422,10 +423,11 @@ class FactoryMixin:
         # Autobahn's handshake, close and auto-ping timers run on a batched timer
         # that txaio would bind to its global loop (importing the global reactor
         # on Twisted). Bind it to the reactor or loop this factory was given,
-        # so a connection can be driven on a fake clock.
+        # so a connection can be driven on a fake clock. (The Twisted adapter
+        # overrides this: txaio's Twisted with_config ignores its loop.)
         loop = getattr(self, "reactor", None) or getattr(self, "loop", None)
         self._batched_timer = txaio.with_config(loop=loop).make_batched_timer(
-            bucket_seconds=TIMER_BUCKET_SECONDS, chunk_size=1000
+            bucket_seconds=TIMER_BUCKET_SECONDS, chunk_size=TIMER_CHUNK_SIZE
         )
 
 

@@ -15,6 +15,7 @@ import txaio
 txaio.use_twisted()
 
 from autobahn.twisted.resource import WebSocketResource  # noqa: E402
+from txaio._common import _BatchedTimer  # noqa: E402
 from autobahn.twisted.websocket import (  # noqa: E402
     WebSocketClientFactory as _ClientFactory,
     WebSocketClientProtocol as _ClientProtocol,
@@ -32,6 +33,8 @@ from .app import WebSocketApp  # noqa: E402
 from .errors import ListenError  # noqa: E402
 from .errors import describe_listen_error  # noqa: E402
 from .protocol import (  # noqa: E402
+    TIMER_BUCKET_SECONDS,
+    TIMER_CHUNK_SIZE,
     ClientFactoryMixin,
     ClientProtocolMixin,
     ServerFactoryMixin,
@@ -88,13 +91,33 @@ class _TwistedConnection:
         self.transport.resumeProducing()
 
 
+class _ReactorTimers:
+    """Connection timers on the factory's own reactor (shared by both sides' factories).
+
+    txaio's Twisted ``with_config(loop=...)`` ignores the reactor it is given
+    (txaio assumes one global reactor): a timer built that way imports and
+    runs on ``twisted.internet.reactor``, and building one raises when txaio
+    already holds another reactor. So build the batched timer on
+    ``self.reactor`` directly, as txaio's own ``make_batched_timer`` does.
+    """
+
+    def _bind_timers(self) -> None:
+        reactor = self.reactor
+        self._batched_timer = _BatchedTimer(
+            TIMER_BUCKET_SECONDS * 1000.0,
+            TIMER_CHUNK_SIZE,
+            seconds_provider=reactor.seconds,
+            delayed_call_creator=reactor.callLater,
+        )
+
+
 class ServerProtocol(_TwistedConnection, ServerProtocolMixin, _ServerProtocol):
     """A wskit server connection on Twisted; subclass it in Autobahn's style if you like."""
 
     log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
 
 
-class ServerFactory(ServerFactoryMixin, _ServerFactory):
+class ServerFactory(_ReactorTimers, ServerFactoryMixin, _ServerFactory):
     """Autobahn server factory configured from a :class:`WebSocketApp` (or settings).
 
     Every timer of its connections runs on ``reactor`` (the global reactor if None).
@@ -113,7 +136,7 @@ class ClientProtocol(_TwistedConnection, ClientProtocolMixin, _ClientProtocol):
     log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
 
 
-class ClientFactory(ClientFactoryMixin, _ClientFactory):
+class ClientFactory(_ReactorTimers, ClientFactoryMixin, _ClientFactory):
     protocol = ClientProtocol
 
     def __init__(self, url: str, settings: ClientSettings | None = None, handler_factory: Any = None,
