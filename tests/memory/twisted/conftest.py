@@ -20,6 +20,9 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
+# The shared cases and helpers in tests/memory get pytest's assertion messages too.
+pytest.register_assert_rewrite("memory")
+
 import wskit.twisted as wtwisted
 from memory.driver import LogLine, MemoryConnection, Tier
 
@@ -193,8 +196,12 @@ def tier():
 
 @pytest.fixture(autouse=True)
 def no_global_reactor():
-    """Every timer must run on the factory's reactor: none may reach the global one."""
+    """Every timer must run on the factory's reactor: none may reach the global one.
+
+    Fails the test during which the global reactor got imported (only that one).
+    """
+    before = "twisted.internet.reactor" in sys.modules
     yield
-    assert "twisted.internet.reactor" not in sys.modules, (
+    assert before or "twisted.internet.reactor" not in sys.modules, (
         "twisted.internet.reactor was imported: some timer or call is not bound to the factory's reactor"
     )
