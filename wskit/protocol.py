@@ -530,6 +530,24 @@ class ClientProtocolMixin(ConnectionMixin):
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self._call_handler("on_message", payload, isBinary)
 
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> Any:
+        # The server's answer to our close: Autobahn then waits for the server
+        # to drop TCP, on a timer it starts with the global txaio.call_later
+        # (the global reactor on Twisted). Start that timer on this factory's
+        # reactor or loop instead, like every other timer of the connection.
+        drop_timeout = self.serverConnectionDropTimeout
+        awaiting_drop = self.state == self.STATE_CLOSING
+        self.serverConnectionDropTimeout = 0
+        try:
+            result = super().onCloseFrame(code, reasonRaw)
+        finally:
+            self.serverConnectionDropTimeout = drop_timeout
+        if awaiting_drop and drop_timeout > 0 and self.state != self.STATE_CLOSED:
+            self.serverConnectionDropTimeoutCall = self.factory._batched_timer.call_later(
+                drop_timeout, self.onServerConnectionDropTimeout
+            )
+        return result
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if not txaio.is_called(self.is_open):
             error = self._handshake_error or HandshakeError(
