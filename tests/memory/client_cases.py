@@ -192,3 +192,37 @@ def test_client_writability_follows_the_transport(tier):
     assert conn.proto.buffered_amount >= 100
     conn.resume_transport()
     assert conn.proto.writable
+
+
+def test_masked_frame_from_the_server_closes_with_1002(tier):
+    conn = open_client(tier)
+    conn.send(f.frame(f.TEXT, b"masked", mask=f.SAMPLE_MASK))
+    assert conn.close_frame().close_code == 1002
+    assert conn.proto.handler.events[1:] == []
+
+
+def test_client_handler_exception_closes_with_1011(tier):
+    from memory.handlers import Raises
+
+    conn, request = start_client(tier, handler_factory=Raises)
+    conn.send(f.switching_protocols(request, protocol="wskit.echo"))
+    conn.send(f.frame(f.TEXT, b"boom", mask=None))
+    assert conn.close_frame().close_code == 1011
+
+
+def test_client_deflate_negotiated_compresses_and_inflates(tier):
+    conn, request = start_client(tier, compression=CompressionSettings(threshold=16))
+    conn.send(f.switching_protocols(request, protocol="wskit.echo",
+                                    extensions="permessage-deflate; client_max_window_bits=10"))
+    proto = conn.proto
+    assert proto.extensions == ["permessage-deflate"]
+    assert proto.compression["client_max_window_bits"] == 10
+    message = "client side compression " * 8
+    proto.send_text(message)
+    proto.send_text("short")  # under the threshold: sent as is
+    big, small = conn.frames()
+    assert big.rsv == 4 and big.masked and f.inflate_message(big.payload, 10) == message.encode()
+    assert small.rsv == 0 and small.payload == b"short"
+
+    conn.send(f.frame(f.TEXT, f.deflate_message(b"from the server " * 8), rsv=4, mask=None))
+    assert proto.handler.events[-1] == ("message", b"from the server " * 8, False)

@@ -563,3 +563,90 @@ def test_compressed_frame_without_deflate_negotiated_closes_with_1002(tier):
     _factory, conn = open_echo(tier)
     conn.send(f.compressed_text("hello " * 20))
     assert conn.close_frame().close_code == 1002
+
+
+# -- odds and ends ----------------------------------------------------------------------------
+
+
+def test_handshake_and_frames_arriving_a_byte_at_a_time(tier):
+    conn = tier.connect(tier.server())
+    request = f.upgrade_request(protocols=("wskit.echo",))
+    conn.send(*[request[i:i + 1] for i in range(len(request))])
+    assert conn.head().status == 101
+    message = f.text("split") + f.binary(b"\x00\xff")
+    conn.send(*[message[i:i + 1] for i in range(len(message))])
+    assert [(fr.opcode, fr.payload) for fr in conn.frames()] == [(f.TEXT, b"split"), (f.BINARY, b"\x00\xff")]
+
+
+def test_handshake_and_frames_in_one_read(tier):
+    conn = tier.connect(tier.server())
+    conn.send(f.upgrade_request() + f.text("eager") + f.ping(b"x"))
+    assert conn.head().status == 101
+    assert [(fr.opcode, fr.payload) for fr in conn.all_frames()] == [(f.TEXT, b"eager"), (f.PONG, b"x")]
+
+
+def test_handler_on_open_failure_closes_with_1011(tier):
+    class OpenFails(Recorder):
+        def on_open(self):
+            raise RuntimeError("open bug")
+
+    conn = tier.connect(tier.server(registry=registry(("t.v1", OpenFails))))
+    conn.open(protocols=("t.v1",))
+    assert conn.close_frame().close_code == 1011
+    assert tier.log_lines("t.v1 on_open failed")
+
+
+def test_connections_beyond_max_connections_are_refused_with_503(tier):
+    factory = tier.server(memory_settings(limits=LimitSettings(max_connections=1)))
+    first = tier.connect(factory)
+    first.open()
+    head = tier.connect(factory).handshake()
+    assert head.status == 503
+    first.send(f.close(1000))
+    tier.settle()
+    assert first.lost
+    assert tier.connect(factory).handshake().status == 101
+
+
+def _inflater(window_bits):
+    """A decompressor that keeps its context across messages (context takeover)."""
+    import zlib
+
+    decompressor = zlib.decompressobj(-window_bits)
+    return lambda data: decompressor.decompress(data + f.DEFLATE_TAIL)
+
+
+def test_deflate_context_takeover_across_messages(tier):
+    settings = memory_settings(compression=CompressionSettings(server_max_window_bits=12))
+    conn = tier.connect(tier.server(settings))
+    head = conn.open(extensions="permessage-deflate")
+    assert "server_no_context_takeover" not in head.header("sec-websocket-extensions")
+    inflate = _inflater(12)
+    message = "the same words again and again " * 4
+    sizes = []
+    for _ in range(2):
+        conn.send(f.text(message))
+        (echo,) = conn.frames()
+        assert echo.rsv == 4 and inflate(echo.payload) == message.encode()
+        sizes.append(len(echo.payload))
+    assert sizes[1] < sizes[0]  # the second refers back into the first
+
+
+def test_deflate_server_no_context_takeover_is_announced_and_kept(tier):
+    settings = memory_settings(compression=CompressionSettings(server_no_context_takeover=True))
+    conn = tier.connect(tier.server(settings))
+    head = conn.open(extensions="permessage-deflate")
+    assert "server_no_context_takeover" in head.header("sec-websocket-extensions")
+    message = "the same words again and again " * 4
+    for _ in range(2):
+        conn.send(f.text(message))
+        (echo,) = conn.frames()
+        assert f.inflate_message(echo.payload) == message.encode()  # a fresh decompressor each time
+    assert conn.proto._perMessageCompress._compressor is None  # no idle zlib context kept
+
+
+def test_deflate_offer_ignored_when_compression_is_off(tier):
+    conn = tier.connect(tier.server())
+    head = conn.open(extensions="permessage-deflate; client_max_window_bits")
+    assert head.header("sec-websocket-extensions") is None
+    assert conn.proto.compression is None
