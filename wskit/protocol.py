@@ -8,12 +8,14 @@ imports a reactor or an event loop.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from urllib.parse import urlsplit
 
 import txaio
 from autobahn.util import encode_truncate
 from autobahn.websocket.types import ConnectionDeny
+from txaio._common import _BatchedCall, _BatchedTimer  # the timer Autobahn's factories use
 
 from .compression import (
     describe_extensions,
@@ -416,6 +418,31 @@ def factory_url(settings: ServerSettings) -> str:
     return f"{settings.scheme}://{host}{settings.path}"
 
 
+class BatchedTimer(_BatchedTimer):
+    """txaio's batched timer, each deadline rounded *up* to its bucket.
+
+    A connection timer (handshake, close, ping) is one of many that share one
+    delayed call per :data:`TIMER_BUCKET_SECONDS` bucket. txaio truncates
+    ``now + delay`` to a whole second before bucketing, so its timers fire up
+    to a second early (a 0.5 s ping timeout at once); here a timeout fires at
+    most one bucket late, never early.
+    """
+
+    def call_later(self, delay: float, func: Any, *args: Any, **kwargs: Any) -> Any:
+        now = self._get_seconds()
+        bucket = self._bucket_milliseconds
+        # The epsilon: float noise on a bucket boundary must not cost a whole bucket.
+        due = int(math.ceil((now + delay) * 1000.0 / bucket - 1e-9) * bucket)
+        call = _BatchedCall(self, due, lambda: func(*args, **kwargs))
+        pending = self._buckets.get(due)
+        if pending is not None:
+            pending[1].append(call)
+        else:
+            delayed = self._create_delayed_call(max(0.0, due / 1000.0 - now), self._notify_bucket, due)
+            self._buckets[due] = (delayed, [call])
+        return call
+
+
 class FactoryMixin:
     """What server and client factories share: timers on the factory's own event loop."""
 
@@ -423,12 +450,16 @@ class FactoryMixin:
         # Autobahn's handshake, close and auto-ping timers run on a batched timer
         # that txaio would bind to its global loop (importing the global reactor
         # on Twisted). Bind it to the reactor or loop this factory was given,
-        # so a connection can be driven on a fake clock. (The Twisted adapter
-        # overrides this: txaio's Twisted with_config ignores its loop.)
-        loop = getattr(self, "reactor", None) or getattr(self, "loop", None)
-        self._batched_timer = txaio.with_config(loop=loop).make_batched_timer(
-            bucket_seconds=TIMER_BUCKET_SECONDS, chunk_size=TIMER_CHUNK_SIZE
+        # so a connection can be driven on a fake clock.
+        seconds, call_later = self._timer_clock()
+        self._batched_timer = BatchedTimer(
+            TIMER_BUCKET_SECONDS * 1000.0, TIMER_CHUNK_SIZE,
+            seconds_provider=seconds, delayed_call_creator=call_later,
         )
+
+    def _timer_clock(self) -> tuple[Any, Any]:
+        """``(seconds(), call_later(delay, fn, *args))`` of this factory's reactor or loop."""
+        raise NotImplementedError
 
 
 class ServerFactoryMixin(FactoryMixin):

@@ -15,7 +15,6 @@ import txaio
 txaio.use_twisted()
 
 from autobahn.twisted.resource import WebSocketResource  # noqa: E402
-from txaio._common import _BatchedTimer  # noqa: E402
 from autobahn.twisted.websocket import (  # noqa: E402
     WebSocketClientFactory as _ClientFactory,
     WebSocketClientProtocol as _ClientProtocol,
@@ -33,8 +32,6 @@ from .app import WebSocketApp  # noqa: E402
 from .errors import ListenError  # noqa: E402
 from .errors import describe_listen_error  # noqa: E402
 from .protocol import (  # noqa: E402
-    TIMER_BUCKET_SECONDS,
-    TIMER_CHUNK_SIZE,
     ClientFactoryMixin,
     ClientProtocolMixin,
     ServerFactoryMixin,
@@ -94,21 +91,14 @@ class _TwistedConnection:
 class _ReactorTimers:
     """Connection timers on the factory's own reactor (shared by both sides' factories).
 
-    txaio's Twisted ``with_config(loop=...)`` ignores the reactor it is given
-    (txaio assumes one global reactor): a timer built that way imports and
-    runs on ``twisted.internet.reactor``, and building one raises when txaio
-    already holds another reactor. So build the batched timer on
-    ``self.reactor`` directly, as txaio's own ``make_batched_timer`` does.
+    Not through txaio: its Twisted ``with_config(loop=...)`` ignores the
+    reactor it is given (txaio assumes one global reactor), so a timer built
+    that way imports and runs on ``twisted.internet.reactor``, and building
+    one raises when txaio already holds another reactor.
     """
 
-    def _bind_timers(self) -> None:
-        reactor = self.reactor
-        self._batched_timer = _BatchedTimer(
-            TIMER_BUCKET_SECONDS * 1000.0,
-            TIMER_CHUNK_SIZE,
-            seconds_provider=reactor.seconds,
-            delayed_call_creator=reactor.callLater,
-        )
+    def _timer_clock(self) -> tuple[Any, Any]:
+        return self.reactor.seconds, self.reactor.callLater
 
 
 class ServerProtocol(_TwistedConnection, ServerProtocolMixin, _ServerProtocol):

@@ -650,3 +650,29 @@ def test_deflate_offer_ignored_when_compression_is_off(tier):
     head = conn.open(extensions="permessage-deflate; client_max_window_bits")
     assert head.header("sec-websocket-extensions") is None
     assert conn.proto.compression is None
+
+
+# -- timers at any time of the clock --------------------------------------------------------
+
+
+def test_timeouts_never_fire_early_at_a_fractional_time(tier):
+    tier.advance(0.9)  # connection timers are batched: a timeout must not be cut short by it
+    _factory, conn = open_echo(tier, timeouts=TimeoutSettings(close_handshake=2, auto_ping_interval=0))
+    conn.proto.close(1000)
+    tier.advance(1.9)
+    assert not conn.closed_by_us, "the close-handshake timeout fired before 2 seconds had passed"
+    tier.advance(0.5)  # at most one 0.2 s bucket late
+    assert conn.aborted
+
+
+def test_sub_second_ping_timeout_gives_the_peer_its_time(tier):
+    _factory, conn = open_echo(tier, timeouts=TimeoutSettings(auto_ping_interval=2.5, auto_ping_timeout=0.5))
+    tier.advance(2.4)
+    assert conn.frames() == []
+    tier.advance(0.3)
+    (ping,) = conn.frames()
+    tier.advance(0.4)
+    assert not conn.closed_by_us, "the ping timeout fired before 0.5 seconds had passed"
+    conn.send(f.pong(ping.payload))
+    tier.advance(1)
+    assert conn.proto.is_connected
