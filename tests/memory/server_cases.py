@@ -676,3 +676,65 @@ def test_sub_second_ping_timeout_gives_the_peer_its_time(tier):
     conn.send(f.pong(ping.payload))
     tier.advance(1)
     assert conn.proto.is_connected
+
+
+# -- the Connection API ---------------------------------------------------------------------
+
+
+def test_connection_api_basics(tier):
+    factory, conn = open_echo(tier)
+    proto = conn.proto
+    assert proto.peer.startswith("tcp4:127.0.0.1:")
+    assert proto.app is factory.app
+    assert proto.is_connected and proto.extensions == [] and proto.compression is None
+    assert proto.send_text("é") is True and proto.send_binary(bytearray(b"\x01")) is True
+    assert [(fr.opcode, fr.payload) for fr in conn.frames()] == [(f.TEXT, "é".encode()), (f.BINARY, b"\x01")]
+
+
+def test_close_codes_an_endpoint_may_not_send_are_refused(tier):
+    _factory, conn = open_echo(tier)
+    for code in (999, 1004, 1005, 1006, 1012, 2999, 5000):
+        try:
+            conn.proto.close(code)
+        except ValueError as exc:
+            assert str(code) in str(exc)
+        else:
+            raise AssertionError(f"close({code}) was accepted")
+    assert conn.frames() == [] and conn.proto.is_connected
+
+
+def test_close_reason_is_truncated_to_fit_a_control_frame(tier):
+    _factory, conn = open_echo(tier)
+    conn.proto.close(1001, "é" * 100)  # 200 bytes of UTF-8
+    close = conn.close_frame()
+    assert close.close_code == 1001 and len(close.payload) <= 125
+    assert set(close.close_reason) == {"é"}  # cut on a character boundary
+
+
+def test_sends_after_close_return_false(tier):
+    _factory, conn = open_echo(tier)
+    conn.proto.close(1000)
+    assert conn.proto.send_text("late") is False
+    assert conn.proto.send_binary(b"late") is False
+    conn.proto.close(1000)  # a second close does nothing
+    assert [fr.opcode for fr in conn.all_frames()] == [f.CLOSE]
+
+
+def test_abort_drops_at_once(tier):
+    factory, conn = open_echo(tier)
+    conn.proto.abort()
+    tier.settle()
+    assert conn.aborted and conn.lost
+    assert tier.is_done(conn.proto.is_closed)
+    assert factory.app.connections == set()
+    assert conn.all_frames() == []
+
+
+def test_handler_factory_that_raises_refuses_the_handshake(tier):
+    def broken(connection):
+        raise RuntimeError("cannot build handler")
+
+    conn = tier.connect(tier.server(registry=registry(("t.v1", broken))))
+    head = conn.handshake(protocols=("t.v1",))
+    assert head.status == 500, head
+    assert conn.proto.handler is None
