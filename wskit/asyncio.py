@@ -8,6 +8,7 @@ handshake then times out).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from typing import Any
 
@@ -56,13 +57,25 @@ class _AsyncioConnection:
         self.transport.resume_reading()
 
 
+class _LoopTimers:
+    """Connection timers on the factory's own loop (shared by both sides' factories)."""
+
+    def _timer_clock(self) -> tuple[Any, Any]:
+        loop = self.loop
+
+        def call_later(delay: float, fun: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+            return loop.call_later(delay, functools.partial(fun, *args, **kwargs))
+
+        return loop.time, call_later
+
+
 class ServerProtocol(_AsyncioConnection, ServerProtocolMixin, _ServerProtocol):
     """A wskit server connection on asyncio; subclass it in Autobahn's style if you like."""
 
     log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
 
 
-class ServerFactory(ServerFactoryMixin, _ServerFactory):
+class ServerFactory(_LoopTimers, ServerFactoryMixin, _ServerFactory):
     """Autobahn server factory configured from a :class:`WebSocketApp` (or settings).
 
     Build it inside the running loop (or pass ``loop``): every timer of its
@@ -82,7 +95,7 @@ class ClientProtocol(_AsyncioConnection, ClientProtocolMixin, _ClientProtocol):
     log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
 
 
-class ClientFactory(ClientFactoryMixin, _ClientFactory):
+class ClientFactory(_LoopTimers, ClientFactoryMixin, _ClientFactory):
     protocol = ClientProtocol
 
     def __init__(self, url: str, settings: ClientSettings | None = None, handler_factory: Any = None,

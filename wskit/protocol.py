@@ -8,6 +8,7 @@ imports a reactor or an event loop.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,6 +16,7 @@ import txaio
 from autobahn.util import encode_truncate
 from autobahn.websocket.compress import PERMESSAGE_COMPRESSION_EXTENSION
 from autobahn.websocket.types import ConnectionDeny
+from txaio._common import _BatchedCall, _BatchedTimer  # the timer Autobahn's factories use
 
 from .compression import (
     DEFLATE,
@@ -36,6 +38,7 @@ from .static import content_type, resolve_static_file, static_root
 CLOSE_INTERNAL_ERROR = 1011
 # Autobahn batches connection timers into buckets of this many seconds.
 TIMER_BUCKET_SECONDS = 0.2
+TIMER_CHUNK_SIZE = 1000
 # How long a shutdown waits for closing handshakes beyond the close-handshake
 # timeout: Autobahn drops a silent peer when that timeout's bucket fires.
 CLOSE_GRACE_SECONDS = 2 * TIMER_BUCKET_SECONDS
@@ -440,6 +443,31 @@ def factory_url(settings: ServerSettings) -> str:
     return f"{settings.scheme}://{host}{settings.path}"
 
 
+class BatchedTimer(_BatchedTimer):
+    """txaio's batched timer, each deadline rounded *up* to its bucket.
+
+    A connection timer (handshake, close, ping) is one of many that share one
+    delayed call per :data:`TIMER_BUCKET_SECONDS` bucket. txaio truncates
+    ``now + delay`` to a whole second before bucketing, so its timers fire up
+    to a second early (a 0.5 s ping timeout at once); here a timeout fires at
+    most one bucket late, never early.
+    """
+
+    def call_later(self, delay: float, func: Any, *args: Any, **kwargs: Any) -> Any:
+        now = self._get_seconds()
+        bucket = self._bucket_milliseconds
+        # The epsilon: float noise on a bucket boundary must not cost a whole bucket.
+        due = int(math.ceil((now + delay) * 1000.0 / bucket - 1e-9) * bucket)
+        call = _BatchedCall(self, due, lambda: func(*args, **kwargs))
+        pending = self._buckets.get(due)
+        if pending is not None:
+            pending[1].append(call)
+        else:
+            delayed = self._create_delayed_call(max(0.0, due / 1000.0 - now), self._notify_bucket, due)
+            self._buckets[due] = (delayed, [call])
+        return call
+
+
 class FactoryMixin:
     """What server and client factories share: timers on the factory's own event loop."""
 
@@ -448,10 +476,15 @@ class FactoryMixin:
         # that txaio would bind to its global loop (importing the global reactor
         # on Twisted). Bind it to the reactor or loop this factory was given,
         # so a connection can be driven on a fake clock.
-        loop = getattr(self, "reactor", None) or getattr(self, "loop", None)
-        self._batched_timer = txaio.with_config(loop=loop).make_batched_timer(
-            bucket_seconds=TIMER_BUCKET_SECONDS, chunk_size=1000
+        seconds, call_later = self._timer_clock()
+        self._batched_timer = BatchedTimer(
+            TIMER_BUCKET_SECONDS * 1000.0, TIMER_CHUNK_SIZE,
+            seconds_provider=seconds, delayed_call_creator=call_later,
         )
+
+    def _timer_clock(self) -> tuple[Any, Any]:
+        """``(seconds(), call_later(delay, fn, *args))`` of this factory's reactor or loop."""
+        raise NotImplementedError
 
 
 class ServerFactoryMixin(FactoryMixin):
@@ -579,6 +612,24 @@ class ClientProtocolMixin(ConnectionMixin):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self._call_handler("on_message", payload, isBinary)
+
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> Any:
+        # The server's answer to our close: Autobahn then waits for the server
+        # to drop TCP, on a timer it starts with the global txaio.call_later
+        # (the global reactor on Twisted). Start that timer on this factory's
+        # reactor or loop instead, like every other timer of the connection.
+        drop_timeout = self.serverConnectionDropTimeout
+        awaiting_drop = self.state == self.STATE_CLOSING
+        self.serverConnectionDropTimeout = 0
+        try:
+            result = super().onCloseFrame(code, reasonRaw)
+        finally:
+            self.serverConnectionDropTimeout = drop_timeout
+        if awaiting_drop and drop_timeout > 0 and self.state != self.STATE_CLOSED:
+            self.serverConnectionDropTimeoutCall = self.factory._batched_timer.call_later(
+                drop_timeout, self.onServerConnectionDropTimeout
+            )
+        return result
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if not txaio.is_called(self.is_open):

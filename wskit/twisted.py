@@ -93,13 +93,26 @@ class _TwistedConnection:
         self.transport.resumeProducing()
 
 
+class _ReactorTimers:
+    """Connection timers on the factory's own reactor (shared by both sides' factories).
+
+    Not through txaio: its Twisted ``with_config(loop=...)`` ignores the
+    reactor it is given (txaio assumes one global reactor), so a timer built
+    that way imports and runs on ``twisted.internet.reactor``, and building
+    one raises when txaio already holds another reactor.
+    """
+
+    def _timer_clock(self) -> tuple[Any, Any]:
+        return self.reactor.seconds, self.reactor.callLater
+
+
 class ServerProtocol(_TwistedConnection, ServerProtocolMixin, _ServerProtocol):
     """A wskit server connection on Twisted; subclass it in Autobahn's style if you like."""
 
     log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
 
 
-class ServerFactory(ServerFactoryMixin, _ServerFactory):
+class ServerFactory(_ReactorTimers, ServerFactoryMixin, _ServerFactory):
     """Autobahn server factory configured from a :class:`WebSocketApp` (or settings).
 
     Every timer of its connections runs on ``reactor`` (the global reactor if None).
@@ -118,7 +131,7 @@ class ClientProtocol(_TwistedConnection, ClientProtocolMixin, _ClientProtocol):
     log = txaio.make_logger()  # events under wskit's namespace, not Autobahn's
 
 
-class ClientFactory(ClientFactoryMixin, _ClientFactory):
+class ClientFactory(_ReactorTimers, ClientFactoryMixin, _ClientFactory):
     protocol = ClientProtocol
 
     def __init__(self, url: str, settings: ClientSettings | None = None, handler_factory: Any = None,

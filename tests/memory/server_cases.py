@@ -1,0 +1,740 @@
+"""Server behaviours every backend must show, driven in memory on a fake clock.
+
+Each backend folder's test module imports these test functions; the ``tier``
+fixture of that folder's conftest supplies the backend (reactor or loop,
+transport, futures). Nothing here knows which backend runs it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from memory import frames as f
+from memory.driver import memory_settings
+from memory.handlers import AwaitRaises, Raises, Recorder, registry, returns_failed
+from wskit.settings import AppSettings, CompressionSettings, LimitSettings, TimeoutSettings
+
+SHOUT = "test.recorder.v1"
+
+
+def open_echo(tier, **settings):
+    """A server with the shipped registry and one open connection served by wskit.echo."""
+    factory = tier.server(memory_settings(**settings))
+    conn = tier.connect(factory)
+    conn.open()
+    return factory, conn
+
+
+def finish_close(tier, conn, code=1000):
+    """Answer the server's close frame as a client does; the server then drops TCP."""
+    conn.send(f.close(code))
+    tier.settle()
+    assert conn.lost
+
+
+# -- 1. handshake ----------------------------------------------------------------------
+
+
+def test_server_preference_picks_the_subprotocol(tier):
+    factory = tier.server(registry=registry(("a.v2", Recorder), ("a.v1", Recorder)),
+                          settings=memory_settings(default_subprotocol=None))
+    conn = tier.connect(factory)
+    head = conn.open(protocols=("a.v1", "a.v2"))
+    assert head.header("sec-websocket-protocol") == "a.v2"
+    assert conn.proto.subprotocol == "a.v2"
+    assert conn.proto.handler.events == [("open", "a.v2", "a.v2")]
+
+
+def test_client_preference_when_configured(tier):
+    factory = tier.server(registry=registry(("a.v2", Recorder), ("a.v1", Recorder)),
+                          settings=memory_settings(prefer="client"))
+    conn = tier.connect(factory)
+    assert conn.open(protocols=("a.v1", "a.v2")).header("sec-websocket-protocol") == "a.v1"
+
+
+def test_shipped_registry_prefers_the_newest_version(tier):
+    conn = tier.connect(tier.server())
+    head = conn.open(protocols=("wskit.chat.v1.json", "wskit.chat.v2.json", "wskit.echo"))
+    assert head.header("sec-websocket-protocol") == "wskit.chat.v2.json"
+
+
+def test_no_offer_is_served_by_the_default_without_naming_it(tier):
+    _factory, conn = open_echo(tier)
+    assert conn.head().header("sec-websocket-protocol") is None
+    assert conn.proto.subprotocol is None
+    assert conn.proto.served_subprotocol == "wskit.echo"
+    (line,) = tier.log_lines("wskit: open ")
+    assert "subprotocol=wskit.echo(default)" in line.text and "extensions=none" in line.text
+
+
+def test_unknown_subprotocol_only_is_refused_with_400_listing_the_supported(tier):
+    factory = tier.server(registry=registry((SHOUT, Recorder), ("wskit.echo", Recorder)))
+    conn = tier.connect(factory)
+    head = conn.handshake(protocols=("bogus.v9",))
+    assert head.status == 400
+    body = head.body.decode()
+    assert "no supported subprotocol offered" in body
+    assert "offered: bogus.v9" in body and f"supported: {SHOUT}, wskit.echo" in body
+    assert head.header("content-type").startswith("text/plain")
+    tier.settle()
+    assert conn.closed_by_us and conn.lost
+    assert conn.proto.handler is None
+
+
+def test_no_offer_without_a_default_is_refused_with_400(tier):
+    factory = tier.server(registry=registry((SHOUT, Recorder)), settings=memory_settings(default_subprotocol=None))
+    conn = tier.connect(factory)
+    head = conn.handshake()
+    assert head.status == 400
+    assert f"a subprotocol is required (supported: {SHOUT})" in head.body.decode()
+
+
+def test_foreign_origin_is_refused_with_403_saying_why(tier):
+    conn = tier.connect(tier.server())
+    head = conn.handshake(origin="http://evil.example.com")
+    assert head.status == 403
+    assert "origin http://evil.example.com not allowed" in head.body.decode()
+    (line,) = tier.log_lines("wskit: refused")
+    assert "status=403" in line.text and "origin=http://evil.example.com" in line.text
+    tier.settle()
+    assert conn.lost
+
+
+def test_same_origin_and_allowed_origin_are_accepted(tier):
+    factory = tier.server(memory_settings(allowed_origins=("https://*.example.com",)))
+    assert tier.connect(factory).handshake(origin="http://127.0.0.1:9000").status == 101
+    assert tier.connect(factory).handshake(origin="https://app.example.com").status == 101
+    assert tier.connect(factory).handshake(origin="https://example.org").status == 403
+
+
+def test_wrong_path_is_refused_with_404(tier):
+    conn = tier.connect(tier.server())
+    head = conn.handshake(path="/nope")
+    assert head.status == 404
+    assert "no WebSocket endpoint at /nope (try /ws)" in head.body.decode()
+
+
+def test_plain_get_without_upgrade_gets_426(tier):
+    conn = tier.connect(tier.server(registry=registry((SHOUT, Recorder), ("wskit.echo", Recorder))))
+    conn.send(f.plain_get("/ws"))
+    head = conn.head()
+    assert head.status == 426
+    assert head.header("upgrade") == "websocket"
+    assert f"subprotocols: {SHOUT}, wskit.echo" in head.body.decode()
+    tier.settle()
+    assert conn.lost
+
+
+# -- 2. routing and echo -------------------------------------------------------------------
+
+
+def test_messages_reach_the_negotiated_handler(tier):
+    factory = tier.server(registry=registry((SHOUT, Recorder), ("wskit.echo", Recorder)))
+    conn = tier.connect(factory)
+    conn.open(protocols=(SHOUT,))
+    handler = conn.proto.handler
+    assert isinstance(handler, Recorder)
+    conn.send(f.text("shout:hi"), f.binary(b"\x00\x01"))
+    assert handler.events[1:] == [("message", b"shout:hi", False), ("message", b"\x00\x01", True)]
+    assert [(fr.opcode, fr.payload) for fr in conn.frames()] == [(f.TEXT, b"HI")]
+    assert factory.app.connections == {conn.proto}
+
+    conn.send(f.close(1000, "bye"))
+    assert conn.close_frame().close_code == 1000  # the closing handshake's answer
+    tier.settle()
+    assert conn.lost
+    assert handler.events[-1] == ("close", True, 1000)
+    assert factory.app.connections == set()
+    (line,) = tier.log_lines("wskit: close ")
+    assert f"subprotocol={SHOUT}" in line.text and "code=1000 clean=True" in line.text
+
+
+def test_echo_text_binary_and_fragmented(tier):
+    _factory, conn = open_echo(tier)
+    conn.send(f.text("héllo"), f.binary(bytes(range(256))))
+    conn.send(f.text("frag", fin=False), f.ping(b"p"), f.continuation(b"men", fin=False), f.continuation(b"ted"))
+    out = conn.frames()
+    assert [(fr.opcode, fr.payload) for fr in out] == [
+        (f.TEXT, "héllo".encode()),
+        (f.BINARY, bytes(range(256))),
+        (f.PONG, b"p"),  # a control frame may come between fragments
+        (f.TEXT, b"fragmented"),
+    ]
+    assert all(fr.fin and not fr.masked and fr.rsv == 0 for fr in out)
+
+
+def test_echo_of_a_large_message_uses_the_16_bit_length(tier):
+    _factory, conn = open_echo(tier)
+    payload = b"x" * 70000
+    conn.send(f.binary(payload))
+    (echo,) = conn.frames()
+    assert echo.opcode == f.BINARY and echo.payload == payload
+
+
+def test_ping_is_answered_with_its_payload(tier):
+    _factory, conn = open_echo(tier)
+    conn.send(f.ping(b"are you there"))
+    assert [(fr.opcode, fr.payload) for fr in conn.frames()] == [(f.PONG, b"are you there")]
+
+
+# -- 3. handler errors close with 1011 -------------------------------------------------------
+
+
+def _expect_internal_error(tier, handler_factory, method="on_message"):
+    factory = tier.server(registry=registry(("t.v1", handler_factory)))
+    conn = tier.connect(factory)
+    conn.open(protocols=("t.v1",))
+    conn.send(f.text("boom"))
+    close = conn.close_frame()
+    assert (close.close_code, close.close_reason) == (1011, "internal error")
+    (line,) = tier.log_lines(f"t.v1 {method} failed")
+    assert "bug" in line.text
+    finish_close(tier, conn, 1011)
+
+
+def test_handler_exception_closes_with_1011(tier):
+    _expect_internal_error(tier, Raises)
+
+
+def test_handler_failed_future_closes_with_1011(tier):
+    _expect_internal_error(tier, returns_failed(tier.failed))
+
+
+def test_handler_coroutine_raising_closes_with_1011(tier):
+    _expect_internal_error(tier, AwaitRaises)
+
+
+# -- 4. close codes for bad input ---------------------------------------------------------
+
+
+def test_message_over_max_message_size_closes_with_1009(tier):
+    _factory, conn = open_echo(tier, limits=LimitSettings(max_message_size=100))
+    conn.send(f.text("x" * 100))
+    assert [fr.payload for fr in conn.data_frames()] == [b"x" * 100]  # at the limit: fine
+    conn.send(f.text("x" * 101))
+    assert conn.close_frame().close_code == 1009
+    assert conn.data_frames() == []
+    finish_close(tier, conn, 1009)
+
+
+def test_fragmented_message_over_max_message_size_closes_with_1009(tier):
+    _factory, conn = open_echo(tier, limits=LimitSettings(max_message_size=100))
+    conn.send(f.binary(b"a" * 40, fin=False), f.continuation(b"b" * 40, fin=False))
+    assert not conn.frames()
+    conn.send(f.continuation(b"c" * 40))
+    assert conn.close_frame().close_code == 1009
+    assert conn.data_frames() == []
+
+
+def test_frame_over_max_frame_size_closes_with_1009(tier):
+    _factory, conn = open_echo(tier, limits=LimitSettings(max_message_size=1000, max_frame_size=50))
+    conn.send(f.binary(b"a" * 50, fin=False), f.continuation(b"b" * 50))
+    assert [fr.payload for fr in conn.data_frames()] == [b"a" * 50 + b"b" * 50]
+    conn.send(f.binary(b"a" * 51))
+    assert conn.close_frame().close_code == 1009
+
+
+def test_invalid_utf8_text_closes_with_1007(tier):
+    _factory, conn = open_echo(tier)
+    conn.send(f.text(b"ok \xff\xfe"))
+    close = conn.close_frame()
+    assert close.close_code == 1007 and "invalid UTF-8" in close.close_reason
+    assert conn.reader.frames == [close]  # nothing echoed
+    # Autobahn fails the message's end too; failing twice while closing drops TCP.
+    tier.settle()
+    assert conn.closed_by_us and conn.lost
+
+
+def test_invalid_utf8_across_fragments_closes_with_1007(tier):
+    _factory, conn = open_echo(tier)
+    conn.send(f.text("é".encode()[:1], fin=False), f.continuation(b"x"))
+    assert conn.close_frame().close_code == 1007
+
+
+def test_binary_frame_on_a_json_subprotocol_closes_with_1003(tier):
+    conn = tier.connect(tier.server())
+    conn.open(protocols=("wskit.chat.v2.json",))
+    conn.send(f.binary(b'{"type": "join"}'))
+    close = conn.close_frame()
+    assert close.close_code == 1003
+    assert close.close_reason == "wskit.chat.v2.json takes text frames, not binary"
+
+
+def test_text_frame_on_a_msgpack_subprotocol_closes_with_1003(tier):
+    conn = tier.connect(tier.server())
+    conn.open(protocols=("wskit.pubsub.v1.msgpack",))
+    conn.send(f.text("{}"))
+    assert conn.close_frame().close_code == 1003
+
+
+def test_more_bad_messages_than_the_error_budget_closes_with_1008(tier):
+    conn = tier.connect(tier.server(memory_settings(apps=AppSettings(error_budget=2))))
+    conn.open(protocols=("wskit.chat.v2.json",))
+    conn.send(f.text("not json"), f.text(json.dumps({"type": "dance"})))
+    errors = [json.loads(fr.payload) for fr in conn.frames()]
+    assert [(e["type"], e["code"]) for e in errors] == [("error", "bad-payload"), ("error", "unknown-type")]
+    conn.send(f.text(json.dumps({"type": "join", "room": ""})))
+    close = conn.close_frame()
+    assert (close.close_code, close.close_reason) == (1008, "more than 2 bad messages")
+    assert all(fr.opcode == f.CLOSE for fr in conn.reader.frames[2:])
+
+
+def test_unknown_opcode_closes_with_1002(tier):
+    _factory, conn = open_echo(tier)
+    conn.send(f.frame(0x3, b"?"))
+    assert conn.close_frame().close_code == 1002
+
+
+def test_rsv_bits_without_an_extension_close_with_1002(tier):
+    _factory, conn = open_echo(tier)
+    conn.send(f.frame(f.TEXT, b"hi", rsv=2))
+    assert conn.close_frame().close_code == 1002
+
+
+def test_unmasked_client_frame_closes_with_1002(tier):
+    _factory, conn = open_echo(tier)
+    conn.send(f.frame(f.TEXT, b"hi", mask=None))
+    assert conn.close_frame().close_code == 1002
+
+
+def test_fragmented_control_frame_closes_with_1002(tier):
+    _factory, conn = open_echo(tier)
+    conn.send(f.frame(f.PING, b"p", fin=False))
+    assert conn.close_frame().close_code == 1002
+
+
+# -- 5. ping/pong and timeouts on the fake clock ------------------------------------------
+
+
+def _next_ping(tier, conn, within=15):
+    """Advance the clock a second at a time until the server pings; return (time, ping frame)."""
+    for _ in range(within):
+        tier.advance(1)
+        out = conn.frames()
+        if out:
+            (ping,) = out
+            assert ping.opcode == f.PING and ping.payload
+            return tier.now(), ping
+    raise AssertionError(f"no ping within {within} seconds")
+
+
+def test_auto_ping_then_a_pong_keeps_the_connection(tier):
+    _factory, conn = open_echo(tier, timeouts=TimeoutSettings(auto_ping_interval=10, auto_ping_timeout=5))
+    start = tier.now()
+    seen = []
+    for _ in range(3):
+        when, ping = _next_ping(tier, conn)
+        seen.append((when, ping.payload))
+        conn.send(f.pong(ping.payload))
+        tier.advance(8)  # past when the timeout would have fired
+        assert conn.proto.is_connected and not conn.closed_by_us
+    # The first ping comes one interval after the handshake, each next one an
+    # interval after the pong (answered at once here).
+    assert [round(when - start) for when, _ in seen] == [10, 20, 30]
+    assert len({payload for _, payload in seen}) == 3
+
+
+def test_peer_that_never_answers_a_ping_is_dropped(tier):
+    _factory, conn = open_echo(tier, timeouts=TimeoutSettings(auto_ping_interval=10, auto_ping_timeout=5))
+    tier.advance(11)
+    assert [fr.opcode for fr in conn.frames()] == [f.PING]
+    tier.advance(3)
+    assert not conn.closed_by_us
+    tier.advance(3)
+    assert conn.aborted and conn.lost
+    assert conn.proto.wasNotCleanReason.startswith("WebSocket ping timeout")
+    (line,) = tier.log_lines("wskit: close ")
+    assert "clean=False" in line.text
+
+
+def test_no_auto_ping_when_disabled(tier):
+    _factory, conn = open_echo(tier, timeouts=TimeoutSettings(auto_ping_interval=0))
+    tier.advance(3600)
+    assert conn.frames() == [] and conn.proto.is_connected
+
+
+def test_opening_handshake_timeout_drops_a_silent_peer(tier):
+    conn = tier.connect(tier.server(memory_settings(timeouts=TimeoutSettings(open_handshake=3))))
+    tier.advance(2)
+    assert not conn.closed_by_us
+    tier.advance(2)
+    assert conn.closed_by_us and conn.lost
+    assert conn.written() == b""
+
+
+def test_opening_handshake_timeout_drops_half_a_request(tier):
+    conn = tier.connect(tier.server(memory_settings(timeouts=TimeoutSettings(open_handshake=3))))
+    request = f.upgrade_request()
+    conn.send(request[:40])
+    tier.advance(2)
+    assert not conn.closed_by_us
+    tier.advance(2)
+    assert conn.closed_by_us and conn.lost
+
+
+def test_opening_handshake_timeout_spares_a_completed_handshake(tier):
+    conn = tier.connect(tier.server(memory_settings(timeouts=TimeoutSettings(open_handshake=3,
+                                                                             auto_ping_interval=0))))
+    conn.open()
+    tier.advance(10)
+    assert conn.proto.is_connected and not conn.closed_by_us
+
+
+def test_close_handshake_timeout_drops_a_peer_that_never_answers(tier):
+    _factory, conn = open_echo(tier, timeouts=TimeoutSettings(close_handshake=2, auto_ping_interval=0))
+    conn.proto.close(1000, "bye")
+    close = conn.close_frame()
+    assert (close.close_code, close.close_reason) == (1000, "bye")
+    tier.advance(1)
+    assert not conn.closed_by_us
+    tier.advance(2)
+    assert conn.aborted and conn.lost
+    assert conn.proto.wasClean is False
+
+
+def test_close_answered_in_time_is_clean(tier):
+    _factory, conn = open_echo(tier, timeouts=TimeoutSettings(close_handshake=2, auto_ping_interval=0))
+    conn.proto.close(4000, "app reason")
+    assert conn.close_frame().close_code == 4000
+    conn.send(f.close(4000))
+    tier.settle()
+    assert conn.lost and conn.proto.wasClean
+    tier.advance(5)  # the cancelled timeout does nothing
+    (line,) = tier.log_lines("wskit: close ")
+    assert "code=4000 clean=True" in line.text
+
+
+# -- 6. flow control and the slow-consumer policy --------------------------------------------
+
+
+def test_paused_transport_makes_the_connection_unwritable(tier):
+    _factory, conn = open_echo(tier)
+    proto = conn.proto
+    assert proto.writable and proto.buffered_amount == 0
+    conn.pause_transport()
+    assert not proto.writable
+    conn.send(f.text("a" * 100))
+    first = proto.buffered_amount
+    assert first >= 100
+    conn.send(f.text("b" * 100))
+    assert proto.buffered_amount >= first + 100
+    conn.resume_transport()
+    assert proto.writable and proto.buffered_amount == 0
+
+
+def test_when_writable_fires_on_resume(tier):
+    _factory, conn = open_echo(tier)
+    proto = conn.proto
+    assert tier.result_of(proto.when_writable()) is True  # writable now: at once
+    conn.pause_transport()
+    waiting = [proto.when_writable(), proto.when_writable()]
+    tier.settle()
+    assert not any(tier.is_done(w) for w in waiting)
+    conn.resume_transport()
+    tier.settle()
+    assert [tier.result_of(w) for w in waiting] == [True, True]
+
+
+def test_when_writable_gives_false_when_the_connection_goes_first(tier):
+    _factory, conn = open_echo(tier)
+    conn.pause_transport()
+    waiting = conn.proto.when_writable()
+    conn.peer_disconnects()
+    assert tier.result_of(waiting) is False
+
+
+def test_direct_reply_over_the_cap_drops_a_slow_consumer(tier):
+    _factory, conn = open_echo(tier, limits=LimitSettings(max_buffered_bytes=1000))
+    conn.pause_transport()
+    conn.send(f.text("a" * 600))  # buffered 0 when sent: admitted
+    conn.send(f.text("b" * 600))  # buffered ~600: admitted
+    assert conn.proto.buffered_amount > 1000
+    assert not conn.closed_by_us
+    before = conn.written()
+    conn.send(f.text("c" * 10))  # over the cap: dropped, not sent
+    assert conn.aborted and conn.lost
+    assert conn.written() == before
+    (line,) = tier.log_lines("too slow a consumer")
+    assert line.level in ("warn", "warning")  # Twisted's and logging's name for it
+    assert "more than 1000 bytes unsent" in line.text
+    if tier.structured_logs:
+        assert line.event == "slow-consumer"
+
+
+def test_no_cap_means_no_drop(tier):
+    _factory, conn = open_echo(tier, limits=LimitSettings(max_buffered_bytes=0))
+    conn.pause_transport()
+    for _ in range(20):
+        conn.send(f.text("a" * 1000))
+    assert conn.proto.buffered_amount > 20000 and not conn.closed_by_us
+
+
+def test_chat_join_answer_over_the_cap_drops_a_slow_consumer(tier):
+    conn = tier.connect(tier.server(memory_settings(limits=LimitSettings(max_buffered_bytes=50))))
+    conn.open(protocols=("wskit.chat.v2.json",))
+    conn.pause_transport()
+    conn.send(f.text(json.dumps({"type": "join", "room": "a", "nick": "ann"})))
+    (joined,) = conn.frames()
+    assert json.loads(joined.payload)["type"] == "joined"
+    assert conn.proto.buffered_amount > 50
+    conn.send(f.text(json.dumps({"type": "join", "room": "b", "nick": "ann"})))
+    assert conn.aborted and conn.lost
+    assert conn.frames() == []
+    assert tier.log_lines("too slow a consumer")
+
+
+def test_broadcast_over_the_cap_drops_only_the_slow_consumer(tier):
+    factory = tier.server(memory_settings(limits=LimitSettings(max_buffered_bytes=200)))
+    fast, slow = tier.connect(factory), tier.connect(factory)
+    for conn, nick in ((fast, "fast"), (slow, "slow")):
+        conn.open(protocols=("wskit.chat.v1.json",))
+        conn.send(f.text(json.dumps({"type": "join", "room": "r", "nick": nick})))
+    fast.frames(), slow.frames()
+    slow.pause_transport()
+    for i in range(5):
+        fast.send(f.text(json.dumps({"type": "say", "room": "r", "text": f"message {i} " + "x" * 40})))
+    assert len([fr for fr in fast.frames() if b'"message"' in fr.payload]) == 5
+    assert slow.aborted and slow.lost
+    assert not fast.closed_by_us
+    said = [json.loads(fr.payload)["text"] for fr in slow.frames()]
+    assert 0 < len(said) < 5  # some went out before the cap was passed
+    assert factory.app.services["chat"].members("r") == ["fast"]
+
+
+# -- 7. graceful shutdown ---------------------------------------------------------------------
+
+
+def test_close_all_sends_1001_to_every_open_connection(tier):
+    factory = tier.server(memory_settings(timeouts=TimeoutSettings(close_handshake=2, auto_ping_interval=0)))
+    conns = [tier.connect(factory) for _ in range(3)]
+    for conn in conns[:2]:
+        conn.open()
+    conns[1].send(f.close(1000))  # already closing: not closed again
+    assert conns[1].close_frame().close_code == 1000
+    tier.settle()
+    closing = factory.app.close_all()
+    assert len(closing) == 1
+    frame = conns[0].close_frame()
+    assert (frame.close_code, frame.close_reason) == (1001, "server shutting down")
+    assert conns[2].written() == b""  # never opened: nothing to close
+    assert not tier.is_done(closing[0])
+    conns[0].send(f.close(1001))
+    tier.settle()
+    assert tier.is_done(closing[0]) and conns[0].lost
+
+
+def test_close_all_futures_fire_when_peers_never_answer(tier):
+    factory = tier.server(memory_settings(timeouts=TimeoutSettings(close_handshake=2, auto_ping_interval=0)))
+    conns = [tier.connect(factory) for _ in range(2)]
+    for conn in conns:
+        conn.open()
+    closing = factory.app.close_all()
+    assert [c.close_frame().close_code for c in conns] == [1001, 1001]
+    tier.advance(3)
+    assert all(tier.is_done(c) for c in closing)
+    assert all(c.lost for c in conns)
+
+
+# -- permessage-deflate ---------------------------------------------------------------------
+
+
+def test_deflate_negotiated_and_compressed_echo(tier):
+    settings = memory_settings(compression=CompressionSettings(server_max_window_bits=12, threshold=64))
+    conn = tier.connect(tier.server(settings))
+    head = conn.open(extensions="permessage-deflate; client_max_window_bits")
+    params = [p.strip() for p in head.header("sec-websocket-extensions").split(";")]
+    assert params[0] == "permessage-deflate"
+    assert "server_max_window_bits=12" not in params  # not asked for: not announced
+    client_bits = dict(p.split("=") for p in params if "=" in p).get("client_max_window_bits", "15")
+    assert conn.proto.extensions == ["permessage-deflate"]
+    message = "compress me " * 20
+    conn.send(f.compressed_text(message, int(client_bits)))
+    (echo,) = conn.frames()
+    assert echo.opcode == f.TEXT and echo.rsv == 4  # RSV1: compressed
+    assert len(echo.payload) < len(message)
+    assert f.inflate_message(echo.payload, 12) == message.encode()
+
+    conn.send(f.text("tiny"))  # uncompressed from the client, under the threshold back
+    (small,) = conn.frames()
+    assert small.rsv == 0 and small.payload == b"tiny"
+
+
+def test_compressed_frame_without_deflate_negotiated_closes_with_1002(tier):
+    _factory, conn = open_echo(tier)
+    conn.send(f.compressed_text("hello " * 20))
+    assert conn.close_frame().close_code == 1002
+
+
+# -- odds and ends ----------------------------------------------------------------------------
+
+
+def test_handshake_and_frames_arriving_a_byte_at_a_time(tier):
+    conn = tier.connect(tier.server())
+    request = f.upgrade_request(protocols=("wskit.echo",))
+    conn.send(*[request[i:i + 1] for i in range(len(request))])
+    assert conn.head().status == 101
+    message = f.text("split") + f.binary(b"\x00\xff")
+    conn.send(*[message[i:i + 1] for i in range(len(message))])
+    assert [(fr.opcode, fr.payload) for fr in conn.frames()] == [(f.TEXT, b"split"), (f.BINARY, b"\x00\xff")]
+
+
+def test_handshake_and_frames_in_one_read(tier):
+    conn = tier.connect(tier.server())
+    conn.send(f.upgrade_request() + f.text("eager") + f.ping(b"x"))
+    assert conn.head().status == 101
+    assert [(fr.opcode, fr.payload) for fr in conn.all_frames()] == [(f.TEXT, b"eager"), (f.PONG, b"x")]
+
+
+def test_handler_on_open_failure_closes_with_1011(tier):
+    class OpenFails(Recorder):
+        def on_open(self):
+            raise RuntimeError("open bug")
+
+    conn = tier.connect(tier.server(registry=registry(("t.v1", OpenFails))))
+    conn.open(protocols=("t.v1",))
+    assert conn.close_frame().close_code == 1011
+    assert tier.log_lines("t.v1 on_open failed")
+
+
+def test_connections_beyond_max_connections_are_refused_with_503(tier):
+    factory = tier.server(memory_settings(limits=LimitSettings(max_connections=1)))
+    first = tier.connect(factory)
+    first.open()
+    head = tier.connect(factory).handshake()
+    assert head.status == 503
+    first.send(f.close(1000))
+    tier.settle()
+    assert first.lost
+    assert tier.connect(factory).handshake().status == 101
+
+
+def _inflater(window_bits):
+    """A decompressor that keeps its context across messages (context takeover)."""
+    import zlib
+
+    decompressor = zlib.decompressobj(-window_bits)
+    return lambda data: decompressor.decompress(data + f.DEFLATE_TAIL)
+
+
+def test_deflate_context_takeover_across_messages(tier):
+    settings = memory_settings(compression=CompressionSettings(server_max_window_bits=12))
+    conn = tier.connect(tier.server(settings))
+    head = conn.open(extensions="permessage-deflate")
+    assert "server_no_context_takeover" not in head.header("sec-websocket-extensions")
+    inflate = _inflater(12)
+    message = "the same words again and again " * 4
+    sizes = []
+    for _ in range(2):
+        conn.send(f.text(message))
+        (echo,) = conn.frames()
+        assert echo.rsv == 4 and inflate(echo.payload) == message.encode()
+        sizes.append(len(echo.payload))
+    assert sizes[1] < sizes[0]  # the second refers back into the first
+
+
+def test_deflate_server_no_context_takeover_is_announced_and_kept(tier):
+    settings = memory_settings(compression=CompressionSettings(server_no_context_takeover=True))
+    conn = tier.connect(tier.server(settings))
+    head = conn.open(extensions="permessage-deflate")
+    assert "server_no_context_takeover" in head.header("sec-websocket-extensions")
+    message = "the same words again and again " * 4
+    for _ in range(2):
+        conn.send(f.text(message))
+        (echo,) = conn.frames()
+        assert f.inflate_message(echo.payload) == message.encode()  # a fresh decompressor each time
+    assert conn.proto._perMessageCompress._compressor is None  # no idle zlib context kept
+
+
+def test_deflate_offer_ignored_when_compression_is_off(tier):
+    conn = tier.connect(tier.server())
+    head = conn.open(extensions="permessage-deflate; client_max_window_bits")
+    assert head.header("sec-websocket-extensions") is None
+    assert conn.proto.compression is None
+
+
+# -- timers at any time of the clock --------------------------------------------------------
+
+
+def test_timeouts_never_fire_early_at_a_fractional_time(tier):
+    tier.advance(0.9)  # connection timers are batched: a timeout must not be cut short by it
+    _factory, conn = open_echo(tier, timeouts=TimeoutSettings(close_handshake=2, auto_ping_interval=0))
+    conn.proto.close(1000)
+    tier.advance(1.9)
+    assert not conn.closed_by_us, "the close-handshake timeout fired before 2 seconds had passed"
+    tier.advance(0.5)  # at most one 0.2 s bucket late
+    assert conn.aborted
+
+
+def test_sub_second_ping_timeout_gives_the_peer_its_time(tier):
+    _factory, conn = open_echo(tier, timeouts=TimeoutSettings(auto_ping_interval=2.5, auto_ping_timeout=0.5))
+    tier.advance(2.4)
+    assert conn.frames() == []
+    tier.advance(0.3)
+    (ping,) = conn.frames()
+    tier.advance(0.4)
+    assert not conn.closed_by_us, "the ping timeout fired before 0.5 seconds had passed"
+    conn.send(f.pong(ping.payload))
+    tier.advance(1)
+    assert conn.proto.is_connected
+
+
+# -- the Connection API ---------------------------------------------------------------------
+
+
+def test_connection_api_basics(tier):
+    factory, conn = open_echo(tier)
+    proto = conn.proto
+    assert proto.peer.startswith("tcp4:127.0.0.1:")
+    assert proto.app is factory.app
+    assert proto.is_connected and proto.extensions == [] and proto.compression is None
+    assert proto.send_text("é") is True and proto.send_binary(bytearray(b"\x01")) is True
+    assert [(fr.opcode, fr.payload) for fr in conn.frames()] == [(f.TEXT, "é".encode()), (f.BINARY, b"\x01")]
+
+
+def test_close_codes_an_endpoint_may_not_send_are_refused(tier):
+    _factory, conn = open_echo(tier)
+    for code in (999, 1004, 1005, 1006, 1012, 2999, 5000):
+        try:
+            conn.proto.close(code)
+        except ValueError as exc:
+            assert str(code) in str(exc)
+        else:
+            raise AssertionError(f"close({code}) was accepted")
+    assert conn.frames() == [] and conn.proto.is_connected
+
+
+def test_close_reason_is_truncated_to_fit_a_control_frame(tier):
+    _factory, conn = open_echo(tier)
+    conn.proto.close(1001, "é" * 100)  # 200 bytes of UTF-8
+    close = conn.close_frame()
+    assert close.close_code == 1001 and len(close.payload) <= 125
+    assert set(close.close_reason) == {"é"}  # cut on a character boundary
+
+
+def test_sends_after_close_return_false(tier):
+    _factory, conn = open_echo(tier)
+    conn.proto.close(1000)
+    assert conn.proto.send_text("late") is False
+    assert conn.proto.send_binary(b"late") is False
+    conn.proto.close(1000)  # a second close does nothing
+    assert [fr.opcode for fr in conn.all_frames()] == [f.CLOSE]
+
+
+def test_abort_drops_at_once(tier):
+    factory, conn = open_echo(tier)
+    conn.proto.abort()
+    tier.settle()
+    assert conn.aborted and conn.lost
+    assert tier.is_done(conn.proto.is_closed)
+    assert factory.app.connections == set()
+    assert conn.all_frames() == []
+
+
+def test_handler_factory_that_raises_refuses_the_handshake(tier):
+    def broken(connection):
+        raise RuntimeError("cannot build handler")
+
+    conn = tier.connect(tier.server(registry=registry(("t.v1", broken))))
+    head = conn.handshake(protocols=("t.v1",))
+    assert head.status == 500, head
+    assert conn.proto.handler is None

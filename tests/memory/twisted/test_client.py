@@ -1,0 +1,3 @@
+"""The shared client behaviours (tests/memory/client_cases.py) on the twisted backend."""
+
+from memory.client_cases import *  # noqa: F401,F403
