@@ -215,7 +215,7 @@ def test_client_handler_exception_closes_with_1011(tier):
 def test_client_deflate_negotiated_compresses_and_inflates(tier):
     conn, request = start_client(tier, compression=CompressionSettings(threshold=16))
     conn.send(f.switching_protocols(request, protocol="wskit.echo",
-                                    extensions="permessage-deflate; client_max_window_bits=10"))
+                                    extensions="permessage-deflate; server_max_window_bits=12; client_max_window_bits=10"))
     proto = conn.proto
     assert proto.extensions == ["permessage-deflate"]
     assert proto.compression["client_max_window_bits"] == 10
