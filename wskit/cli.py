@@ -98,7 +98,7 @@ async def _serve(settings: ServerSettings, backend: str, stopping: Any) -> int:
             server.close()
             await server.wait_closed()
 
-    sys.stderr.write(f"wskit: serving {', '.join(names)} at {settings.replace(port=port).url} ({backend})\n")
+    sys.stderr.write(f"wskit: serving {', '.join(names)} at {settings.url_for(port)} ({backend})\n")
     sys.stderr.flush()
     await stopping
     await shutdown()

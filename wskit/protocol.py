@@ -437,10 +437,7 @@ def factory_url(settings: ServerSettings) -> str:
     Autobahn refuses port 0 in a URL, but ``--port 0`` (pick a free port) is
     valid: the factory only uses the URL's scheme (ws/wss), so leave the port out.
     """
-    if settings.port:
-        return settings.url
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    return f"{settings.scheme}://{host}{settings.path}"
+    return settings.url_for(settings.port or None)
 
 
 class BatchedTimer(_BatchedTimer):

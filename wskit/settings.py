@@ -205,8 +205,17 @@ class ServerSettings:
 
     @property
     def url(self) -> str:
+        return self.url_for(self.port)
+
+    def url_for(self, port: int | None) -> str:
+        """The endpoint's URL on ``port`` (no port in it when None).
+
+        >>> ServerSettings(host="::1").url_for(None)
+        'ws://[::1]/ws'
+        """
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}{self.path}"
+        where = host if port is None else f"{host}:{port}"
+        return f"{self.scheme}://{where}{self.path}"
 
     def replace(self, **changes: Any) -> ServerSettings:
         return dataclasses.replace(self, **changes)

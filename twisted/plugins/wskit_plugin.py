@@ -89,11 +89,10 @@ def _announce(port, svc):
     # twistd prints "Site starting on PORT"; say which URL and subprotocols that is.
     from twisted.logger import Logger
 
-    settings = svc.settings.replace(port=port.getHost().port)
     Logger(namespace="wskit").info(
         "wskit: serving {names} at {url} (twisted)",
         names=", ".join(svc.app.registry.names),
-        url=settings.url,
+        url=svc.settings.url_for(port.getHost().port),
     )
     return port
 
