@@ -1,8 +1,9 @@
-"""What the benchmarks share: server subprocesses, RSS readings, payloads, tables.
+"""What the benchmarks share: server subprocesses, CPU and RSS readings, payloads, tables.
 
-Servers run as subprocesses (one backend per process); the measuring client
-is python-websockets in the benchmark process, the same client for every
-server, so differences between rows come from the servers.
+Servers run as subprocesses (one backend per process, see servers.py), on a
+port they pick and report; the measuring clients are independent of them, the
+same client for every server, so differences between rows come from the
+servers.
 """
 
 from __future__ import annotations
@@ -11,18 +12,26 @@ import contextlib
 import json
 import os
 import random
+import re
 import resource
 import statistics
+import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+SERVERS = Path(__file__).resolve().parent / "servers.py"
+_SERVING = re.compile(r"serving ws://127\.0\.0\.1:(\d+)/")
 
-from tests.support import ServerProcess, free_port  # noqa: E402
-
-PEERS = Path(__file__).resolve().parent / "peers.py"
+# Short names the per-topic scripts use for servers.py command lines.
+KINDS = {
+    "twisted": ("wskit", "--backend", "twisted"),
+    "asyncio": ("wskit", "--backend", "asyncio"),
+    "autobahn": ("autobahn", "--backend", "twisted"),
+    "websockets": ("websockets",),
+}
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -35,14 +44,20 @@ def raise_fd_limit(wanted: int) -> int:
 
 
 class Server:
-    """One echo server under test: a ``wskit serve`` run or a peer from peers.py."""
+    """One server under test: ``python benchmarks/servers.py KIND ARGS`` in a subprocess.
 
-    def __init__(self, label: str, kind: str, args: Sequence[str] = ()):
+    ``kind`` is a key of :data:`KINDS` or a servers.py command line. The server
+    binds port 0 and reports its port on its ``serving ws://...`` line; its whole
+    output is kept in ``lines`` (shown when it fails).
+    """
+
+    def __init__(self, label: str, kind: str | Sequence[str], args: Sequence[str] = ()):
         self.label = label
-        self.kind = kind  # "twisted", "asyncio" (wskit backends), "autobahn", "websockets" (peers)
-        self.args = list(args)
-        self.port = free_port()
-        self.process: ServerProcess | None = None
+        self.command = [*(KINDS[kind] if isinstance(kind, str) else kind), *args]
+        self.port = 0
+        self.lines: list[str] = []
+        self.proc: subprocess.Popen | None = None
+        self._ready = threading.Event()
 
     @property
     def url(self) -> str:
@@ -50,22 +65,58 @@ class Server:
 
     @property
     def pid(self) -> int:
-        assert self.process is not None and self.process.proc is not None
-        return self.process.proc.pid
+        assert self.proc is not None
+        return self.proc.pid
 
-    def start(self) -> Server:
-        if self.kind in ("twisted", "asyncio"):
-            args = ["--backend", self.kind, "--port", str(self.port), "--no-static", *self.args]
-            self.process = ServerProcess(args)
-        else:
-            cmd = [sys.executable, str(PEERS), self.kind, "--port", str(self.port), *self.args]
-            self.process = ServerProcess([], cmd=cmd)
-        self.process.__enter__()
+    @property
+    def description(self) -> str:
+        """What the server said it is, from its serving line."""
+        for line in self.lines:
+            if _SERVING.search(line):
+                return line.split("(", 1)[-1].rstrip(")")
+        return ""
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if len(self.lines) < 5000:  # per-connection log lines: keep the start, bounded
+                self.lines.append(line)
+            found = _SERVING.search(line)
+            if found and not self.port:
+                self.port = int(found.group(1))
+                self._ready.set()
+        self._ready.set()
+
+    def launch(self) -> Server:
+        """Start the process; :meth:`wait_ready` waits for its serving line."""
+        self.proc = subprocess.Popen([sys.executable, str(SERVERS), *self.command], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(ROOT),
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        threading.Thread(target=self._pump, daemon=True).start()
         return self
 
+    def wait_ready(self, timeout: float = 60) -> Server:
+        if not self._ready.wait(timeout) or not self.port or self.proc.poll() is not None:
+            self.stop()
+            raise RuntimeError(f"{self.label} did not start: {' '.join(self.command)}\n" +
+                               "\n".join(self.lines[-30:]))
+        return self
+
+    def start(self) -> Server:
+        return self.launch().wait_ready()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
     def __enter__(self) -> Server:
         return self.start()
@@ -107,7 +158,9 @@ def running(servers: Sequence[Server]):
     """Start every server (all stay up for interleaved rounds); stop them all afterwards."""
     try:
         for server in servers:
-            server.start()
+            server.launch()
+        for server in servers:
+            server.wait_ready()
         yield servers
     finally:
         for server in servers:
@@ -120,6 +173,18 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+async def settled_rss(pid: int) -> int:
+    """VmRSS in KiB once the server has gone quiet: the median of a few readings."""
+    import asyncio
+
+    await asyncio.sleep(0.3)
+    readings = []
+    for _ in range(3):
+        readings.append(rss_kib(pid))
+        await asyncio.sleep(0.1)
+    return int(median(readings))
 
 
 # -- payloads ----------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from _common import (
     median,
     open_clients,
     raise_fd_limit,
-    rss_kib,
+    settled_rss,
     table,
 )
 
@@ -88,16 +88,6 @@ async def fill(conns, docs: list[bytes], kib: int, parallel: int = 50) -> None:
             await exchange(ws, [docs[(i + k) % len(docs)] for k in range(per_conn)])
 
     await asyncio.gather(*(one(i, ws) for i, ws in enumerate(conns)))
-
-
-async def settled_rss(pid: int) -> int:
-    """Median of a few readings once the server has gone quiet."""
-    await asyncio.sleep(0.3)
-    readings = []
-    for _ in range(3):
-        readings.append(rss_kib(pid))
-        await asyncio.sleep(0.1)
-    return int(median(readings))
 
 
 async def measure(server: Server, n: int, fill_kib: int) -> dict:
