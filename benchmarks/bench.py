@@ -1,0 +1,617 @@
+"""The peer benchmark: wskit against python-websockets, Autobahn and picows, as ratio tables.
+
+    python benchmarks/bench.py [--size tiny|small|full] [--rounds N] [--only echo,idle,broadcast]
+                               [--servers KEY,...] [--json out.json]
+
+Servers (benchmarks/servers.py, one process each, on 127.0.0.1 port 0, at
+their libraries' defaults): wskit on Twisted, wskit on asyncio's default loop,
+wskit on uvloop (when installed), python-websockets, plain Autobahn on Twisted
+and on asyncio, and picows (echo and idle only: the ceiling).
+
+Clients, independent of every server and the same for all of them:
+
+* echo: picows clients (on uvloop when installed) in this process, closed loop:
+  C connections each send a 1 KiB message, wait for the echo, send the next;
+  binary, and UTF-8 text (mostly ASCII with some 2- and 3-byte characters).
+  Reported: messages/s and the server's CPU time per message.
+* idle: python-websockets clients in this process open connections offering
+  permessage-deflate (``client_max_window_bits``, as browsers do), send one
+  ~200 B message each and read the echo; reported: the server's VmRSS above
+  its baseline per connection, in a fresh server process each round (after a
+  warm-up of a few connections).
+* broadcast: Node's ``ws`` (benchmarks/node/broadcast.js): N subscribers on
+  ``wskit.pubsub.v1.json`` and one publisher publishing M price ticks (~600 B
+  as delivered) with a bounded number in flight, with and without
+  permessage-deflate. Reported: deliveries/s, the server's CPU time per
+  delivery and the bytes the subscribers' sockets read per delivery.
+
+Every server is measured once per round, the order rotated each round (and
+which variant goes first alternated); medians over rounds are reported, and
+each server's ratio to python-websockets is computed within each round, then
+the median taken. The machine (CPU, load average at start and end, versions)
+is printed with the tables. ``--size tiny`` is the CI smoke test: it checks
+that every server answers and every client completes, and asserts nothing
+about speed. The run exits 1 if any measurement failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from _common import (
+    Server,
+    chat_message,
+    median,
+    open_clients,
+    raise_fd_limit,
+    sentence,
+    server_cpu_ns,
+    settled_rss,
+    table,
+)
+
+HERE = Path(__file__).resolve().parent
+NODE_DIR = HERE / "node"
+NODE_SCRIPT = NODE_DIR / "broadcast.js"
+SECTIONS = ("echo", "idle", "broadcast")
+BASELINE = "websockets"
+MESSAGE_SIZE = 1024
+
+
+def has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Size:
+    echo_connections: int
+    echo_messages: int  # round trips per measurement, over all connections
+    echo_warmup: int  # round trips per connection before measuring
+    idle_connections: int
+    subscribers: int
+    events: int  # published per measurement; each reaches every subscriber
+    window: int  # events in flight at most
+    rounds: int  # default --rounds
+    timeout: float  # seconds, per measurement
+
+
+SIZES = {
+    "tiny": Size(echo_connections=4, echo_messages=400, echo_warmup=5, idle_connections=20,
+                 subscribers=10, events=20, window=5, rounds=1, timeout=60),
+    "small": Size(echo_connections=10, echo_messages=20000, echo_warmup=20, idle_connections=200,
+                  subscribers=100, events=100, window=10, rounds=3, timeout=120),
+    "full": Size(echo_connections=50, echo_messages=100000, echo_warmup=20, idle_connections=1000,
+                 subscribers=1000, events=50, window=10, rounds=5, timeout=300),
+}
+
+
+@dataclass(frozen=True)
+class Peer:
+    key: str
+    label: str
+    command: tuple[str, ...]  # benchmarks/servers.py arguments
+    sections: frozenset[str]
+
+
+def peers() -> list[Peer]:
+    everything = frozenset(SECTIONS)
+    uv = has_uvloop()
+    found = [
+        Peer("wskit-twisted", "wskit Twisted", ("wskit", "--backend", "twisted"), everything),
+        Peer("wskit-asyncio", "wskit asyncio", ("wskit", "--backend", "asyncio"), everything),
+    ]
+    if uv:
+        found.append(Peer("wskit-uvloop", "wskit uvloop", ("wskit", "--backend", "asyncio", "--uvloop"),
+                          everything))
+    found += [
+        Peer("websockets", "python-websockets", ("websockets",), everything),
+        Peer("autobahn-twisted", "Autobahn Twisted", ("autobahn", "--backend", "twisted"), everything),
+        Peer("autobahn-asyncio", "Autobahn asyncio", ("autobahn", "--backend", "asyncio"), everything),
+        Peer("picows", "picows (ceiling)", ("picows", *(("--uvloop",) if uv else ())),
+             frozenset({"echo", "idle"})),
+    ]
+    return found
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    title: str
+    better: str  # "higher" or "lower"
+    section: str
+    digits: int
+
+
+METRICS = (
+    Metric("echo_binary_rate", "echo binary, msg/s", "higher", "echo", 0),
+    Metric("echo_text_rate", "echo text, msg/s", "higher", "echo", 0),
+    Metric("echo_binary_cpu", "echo binary, server CPU us/msg", "lower", "echo", 1),
+    Metric("echo_text_cpu", "echo text, server CPU us/msg", "lower", "echo", 1),
+    Metric("idle_kib", "idle deflate connection, server KiB", "lower", "idle", 1),
+    Metric("bcast_plain_rate", "broadcast, deliveries/s, no deflate", "higher", "broadcast", 0),
+    Metric("bcast_deflate_rate", "broadcast, deliveries/s, deflate", "higher", "broadcast", 0),
+    Metric("bcast_plain_cpu", "broadcast, server CPU us/delivery, no deflate", "lower", "broadcast", 1),
+    Metric("bcast_deflate_cpu", "broadcast, server CPU us/delivery, deflate", "lower", "broadcast", 1),
+    Metric("bcast_plain_bytes", "broadcast, wire bytes/delivery, no deflate", "lower", "broadcast", 1),
+    Metric("bcast_deflate_bytes", "broadcast, wire bytes/delivery, deflate", "lower", "broadcast", 1),
+)
+
+
+# -- payloads -------------------------------------------------------------------------------------
+
+def binary_message() -> bytes:
+    return random.Random(1).randbytes(MESSAGE_SIZE)
+
+
+def text_message() -> bytes:
+    """1 KiB of UTF-8: prose with accented words, a euro sign and some CJK every few words."""
+    rng = random.Random(2)
+    extras = ["café", "naïve", "Grüße", "€12,50", "日本語", "データ", "Ünïcödé", "señal"]
+    words, out = sentence(rng, 400).split(), []
+    while len(" ".join(out).encode()) < MESSAGE_SIZE:
+        out.append(rng.choice(extras) if rng.random() < 0.2 else rng.choice(words))
+    data = " ".join(out).encode()[:MESSAGE_SIZE]
+    while True:  # cut on a character boundary, pad with spaces to exactly 1 KiB
+        try:
+            text = data.decode()
+            break
+        except UnicodeDecodeError:
+            data = data[:-1]
+    return (text + " " * (MESSAGE_SIZE - len(data))).encode()
+
+
+SYMBOLS = ["EURUSD", "GBPUSD", "USDJPY", "AUDUSD", "USDCHF", "EURGBP", "NZDUSD", "USDCAD"]
+VENUES = ["LMAX", "EBS", "CURRENEX", "HOTSPOT"]
+
+
+def ticks(count: int) -> list[dict]:
+    """Market-data ticks; each is about 600 bytes as a delivered pubsub event (compact JSON)."""
+    rng = random.Random(5)
+    out = []
+    for i in range(count):
+        mid = round(0.6 + rng.random() * 150, 5)
+        step = 10 ** -4 if mid < 10 else 10 ** -2
+        out.append({
+            "symbol": SYMBOLS[i % len(SYMBOLS)], "quote_currency": SYMBOLS[i % len(SYMBOLS)][3:], "venue": rng.choice(VENUES), "seq": 7_300_000 + i,
+            "ts": 1_764_028_800_123 + i * 13, "bid": round(mid - step, 5), "ask": round(mid + step, 5),
+            "last": {"price": round(mid + rng.choice((-1, 1)) * step, 5), "size": rng.randint(1, 5_000_000),
+                     "side": rng.choice(("buy", "sell"))},
+            "bids": [[round(mid - step * (k + 1), 5), rng.randint(100_000, 9_000_000)] for k in range(5)],
+            "asks": [[round(mid + step * (k + 1), 5), rng.randint(100_000, 9_000_000)] for k in range(5)],
+            "stats": {"open": round(mid * (1 + rng.uniform(-0.01, 0.01)), 5),
+                      "high": round(mid * (1 + rng.uniform(0, 0.02)), 5),
+                      "low": round(mid * (1 - rng.uniform(0, 0.02)), 5),
+                      "vwap": round(mid * (1 + rng.uniform(-0.005, 0.005)), 5),
+                      "volume": rng.randint(10**8, 10**10), "trades": rng.randint(10**4, 10**6)},
+            "flags": {"indicative": rng.random() < 0.05, "halted": False, "session": "regular"},
+        })
+    return out
+
+
+def event_size(data: dict) -> int:
+    return len(json.dumps({"type": "event", "topic": "ticks.bench", "data": data},
+                          separators=(",", ":"), ensure_ascii=False).encode())
+
+
+# -- the machine ----------------------------------------------------------------------------------
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def versions() -> dict[str, str]:
+    found = {"python": f"{platform.python_implementation()} {platform.python_version()}",
+             "zlib": zlib.ZLIB_RUNTIME_VERSION}
+    for dist in ("wskit", "autobahn", "twisted", "txaio", "websockets", "picows", "uvloop"):
+        try:
+            found[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            found[dist] = "not installed"
+    node = shutil.which("node")
+    if node:
+        found["node"] = subprocess.run([node, "--version"], capture_output=True, text=True,
+                                       timeout=10).stdout.strip()
+    with contextlib.suppress(OSError, ValueError):
+        found["ws (node)"] = json.loads((NODE_DIR / "node_modules" / "ws" / "package.json").read_text())["version"]
+    return found
+
+
+def machine() -> dict:
+    mem = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "memory": mem,
+            "system": f"{platform.system()} {platform.release()}", "versions": versions()}
+
+
+# -- measurements ---------------------------------------------------------------------------------
+
+async def echo(server: Server, size: Size, payload: bytes, text: bool) -> dict:
+    """Closed-loop echo over ``size.echo_connections`` picows connections."""
+    from picows import WSCloseCode, WSListener, WSMsgType, ws_connect
+
+    kind = WSMsgType.TEXT if text else WSMsgType.BINARY
+    loop = asyncio.get_running_loop()
+
+    class Client(WSListener):
+        def __init__(self) -> None:
+            self.transport = None
+            self.remaining = 0
+            self.done: asyncio.Future | None = None
+            self.wrong = 0
+            self.last = b""
+
+        def on_ws_connected(self, transport) -> None:
+            self.transport = transport
+
+        def on_ws_frame(self, transport, frame) -> None:
+            if frame.msg_type == kind:
+                if not frame.fin or frame.payload_size != len(payload):
+                    self.wrong += 1
+                self.remaining -= 1
+                if self.remaining > 0:
+                    transport.send(kind, payload)
+                else:
+                    self.last = frame.get_payload_as_bytes()
+                    self.finish()
+            elif frame.msg_type == WSMsgType.CLOSE:
+                self.finish(f"server closed the connection ({frame.get_close_code()})")
+            elif frame.msg_type in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION):
+                self.wrong += 1
+
+        def on_ws_disconnected(self, transport) -> None:
+            self.finish("disconnected")
+
+        def finish(self, error: str | None = None) -> None:
+            if self.done is not None and not self.done.done():
+                if error:
+                    self.done.set_exception(ConnectionError(error))
+                else:
+                    self.done.set_result(None)
+
+        def start(self, count: int) -> asyncio.Future:
+            self.remaining, self.done = count, loop.create_future()
+            self.transport.send(kind, payload)
+            return self.done
+
+    conns = await asyncio.gather(*(ws_connect(Client, server.url) for _ in range(size.echo_connections)))
+    clients = [client for _transport, client in conns]
+    try:
+        per_conn = max(1, size.echo_messages // len(clients))
+        await asyncio.wait_for(asyncio.gather(*(c.start(size.echo_warmup) for c in clients)), size.timeout)
+        cpu0, t0 = server_cpu_ns(server.pid), time.perf_counter()
+        await asyncio.wait_for(asyncio.gather(*(c.start(per_conn) for c in clients)), size.timeout)
+        elapsed, cpu = time.perf_counter() - t0, server_cpu_ns(server.pid) - cpu0
+        for c in clients:
+            if c.wrong or c.last != payload:
+                raise AssertionError(f"echo differs from what was sent ({c.wrong} wrong frames)")
+        total = per_conn * len(clients)
+        return {"rate": total / elapsed, "cpu": cpu / 1000 / total}
+    finally:
+        for transport, _client in conns:
+            with contextlib.suppress(Exception):
+                transport.send_close(WSCloseCode.OK)
+                transport.disconnect()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*(t.wait_disconnected() for t, _ in conns)), 5)
+
+
+async def idle(server: Server, size: Size) -> dict:
+    """Server RSS per idle connection that negotiated permessage-deflate and exchanged one message."""
+    rng = random.Random(7)
+    messages = [chat_message(rng, i).decode() for i in range(50)]
+
+    async def exchange(ws, message: str) -> None:
+        await ws.send(message)
+        if await ws.recv() != message:
+            raise AssertionError("echo differs from what was sent")
+
+    async def session(n: int):
+        conns = await open_clients(server.url, n, compression="deflate")
+        await asyncio.gather(*(exchange(ws, messages[i % len(messages)]) for i, ws in enumerate(conns)))
+        return conns
+
+    async def close(conns) -> None:
+        await asyncio.gather(*(ws.close() for ws in conns))
+
+    async def measure() -> dict:
+        # Warm-up: the code paths and allocator arenas a connection needs exist before the baseline.
+        await close(await session(min(20, size.idle_connections)))
+        base = await settled_rss(server.pid)
+        conns = await session(size.idle_connections)
+        try:
+            after = await settled_rss(server.pid)
+            negotiated = conns[0].response.headers.get("Sec-WebSocket-Extensions") or ""
+        finally:
+            await close(conns)
+        return {"kib": (after - base) / size.idle_connections, "negotiated": negotiated}
+
+    return await asyncio.wait_for(measure(), size.timeout)
+
+
+async def broadcast(server: Server, size: Size, deflate: bool, ticks_path: Path) -> dict:
+    """Node subscribers and publisher (benchmarks/node/broadcast.js) against one server."""
+    node = shutil.which("node")
+    if not node or not (NODE_DIR / "node_modules" / "ws").is_dir():
+        raise RuntimeError("needs Node and its ws package: npm ci --prefix benchmarks/node")
+    cmd = [node, str(NODE_SCRIPT), "--url", server.url, "--subscribers", str(size.subscribers),
+           "--events", str(size.events), "--window", str(size.window), "--ticks", str(ticks_path),
+           "--timeout", str(size.timeout), *(["--deflate"] if deflate else [])]
+    with tempfile.TemporaryFile() as errors:
+        proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=errors)
+
+        async def answer(want: str) -> dict:
+            line = await asyncio.wait_for(proc.stdout.readline(), size.timeout + 10)
+            try:
+                got = json.loads(line)
+            except ValueError:
+                errors.seek(0)
+                got = {"error": (line.decode(errors="replace") + errors.read().decode(errors="replace")).strip()
+                       or f"exited with {await proc.wait()}"}
+            if want not in got:
+                raise RuntimeError(f"node client: {got.get('error', got)}")
+            return got
+
+        try:
+            ready = await answer("ready")
+            cpu0 = server_cpu_ns(server.pid)
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+            done = await answer("done")
+            cpu = server_cpu_ns(server.pid) - cpu0
+            if await asyncio.wait_for(proc.wait(), 15) != 0:
+                raise RuntimeError(f"node client exited with {proc.returncode}")
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    deliveries = done["deliveries"]
+    return {"rate": deliveries / (done["elapsed_ms"] / 1000), "cpu": cpu / 1000 / deliveries,
+            "bytes": done["wire_bytes"] / deliveries, "negotiated": ready["extensions"]}
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+class Run:
+    """Samples per metric and server (one per round), failures, negotiated extensions."""
+
+    def __init__(self, entries: list[Peer]):
+        self.entries = entries
+        self.samples: dict[str, dict[str, dict[int, float]]] = {m.key: {} for m in METRICS}
+        self.negotiated: dict[str, dict[str, str]] = {}
+        self.failures: list[str] = []
+        self.descriptions: dict[str, str] = {}  # what each server said it is
+
+    def add(self, metric: str, server: str, round_: int, value: float) -> None:
+        self.samples[metric].setdefault(server, {})[round_] = value
+
+    def attempt(self, what: str, peer: Peer, round_: int, coro_fn) -> dict | None:
+        started = time.monotonic()
+        try:
+            got = asyncio.run(coro_fn())
+        except Exception as exc:  # a failed measurement is reported, the others still run
+            message = f"round {round_ + 1}, {what}, {peer.label}: {type(exc).__name__}: {exc}".strip()
+            self.failures.append(message)
+            print(f"  FAILED {message}", file=sys.stderr, flush=True)
+            return None
+        shown = ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v!r}" for k, v in got.items())
+        print(f"  round {round_ + 1} {what:<20} {peer.label:<18} {shown} ({time.monotonic() - started:.1f} s)",
+              file=sys.stderr, flush=True)
+        return got
+
+    def median(self, metric: str, server: str) -> float | None:
+        values = list(self.samples[metric].get(server, {}).values())
+        return median(values) if values else None
+
+    def ratio(self, metric: str, server: str) -> float | None:
+        mine, base = self.samples[metric].get(server, {}), self.samples[metric].get(BASELINE, {})
+        ratios = [mine[r] / base[r] for r in mine if r in base and base[r]]
+        return median(ratios) if ratios else None
+
+
+def rotated(items: list, r: int) -> list:
+    k = r % len(items) if items else 0
+    return items[k:] + items[:k]
+
+
+def idle_servers(entries: list[Peer]) -> dict[str, Server]:
+    """Fresh server processes for one round of idle measurements, launched (not yet ready)."""
+    return {p.key: Server(p.label, p.command).launch() for p in entries if "idle" in p.sections}
+
+
+def measure_round(run: Run, r: int, size: Size, only: set[str], servers: dict[str, Server],
+                  ticks_path: Path, fresh: dict[str, Server] | None) -> None:
+    order = rotated(run.entries, r)
+    if "idle" in only:
+        fresh = fresh if fresh is not None else idle_servers(order)
+        try:
+            for peer in order:
+                if peer.key not in fresh:
+                    continue
+                server = fresh[peer.key]
+                try:
+                    server.wait_ready()
+                except RuntimeError as exc:
+                    run.failures.append(f"round {r + 1}, idle, {peer.label}: {exc}")
+                    continue
+                run.descriptions.setdefault(peer.key, server.description)
+                got = run.attempt("idle deflate", peer, r, lambda: idle(server, size))
+                server.stop()
+                if got:
+                    run.add("idle_kib", peer.key, r, got["kib"])
+                    run.negotiated.setdefault("idle", {})[peer.key] = got["negotiated"]
+        finally:
+            for server in fresh.values():
+                server.stop()
+    if "echo" in only:
+        payloads = {"binary": (binary_message(), False), "text": (text_message(), True)}
+        for variant in rotated(["binary", "text"], r):
+            payload, text = payloads[variant]
+            for peer in order:
+                if "echo" in peer.sections:
+                    server = servers[peer.key]
+                    got = run.attempt(f"echo {variant}", peer, r, lambda: echo(server, size, payload, text))
+                    if got:
+                        run.add(f"echo_{variant}_rate", peer.key, r, got["rate"])
+                        run.add(f"echo_{variant}_cpu", peer.key, r, got["cpu"])
+    if "broadcast" in only:
+        for mode in rotated(["plain", "deflate"], r):
+            for peer in order:
+                if "broadcast" in peer.sections:
+                    server = servers[peer.key]
+                    got = run.attempt(f"broadcast {mode}", peer, r,
+                                      lambda: broadcast(server, size, mode == "deflate", ticks_path))
+                    if got:
+                        for what in ("rate", "cpu", "bytes"):
+                            run.add(f"bcast_{mode}_{what}", peer.key, r, got[what])
+                        run.negotiated.setdefault(f"broadcast {mode}", {})[peer.key] = got["negotiated"]
+
+
+def fmt(value: float | None, digits: int) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def report(run: Run, only: set[str]) -> tuple[str, str]:
+    metrics = [m for m in METRICS if m.section in only]
+    labels = [p.label for p in run.entries]
+
+    def mark(metric: Metric, peer: Peer) -> str:
+        # A dagger: the client offered permessage-deflate and this server did not negotiate it.
+        section = {"idle_kib": "idle"}.get(metric.key) or ("broadcast deflate" if "deflate" in metric.key else "")
+        offered = run.negotiated.get(section, {}).get(peer.key)
+        return " †" if section and offered is not None and "permessage-deflate" not in offered else ""
+
+    values = [[m.title] + [fmt(run.median(m.key, p.key), m.digits) + mark(m, p) for p in run.entries]
+              for m in metrics]
+    ratios = [[f"{m.title} ({m.better} is better)"] +
+              [fmt(run.ratio(m.key, p.key), 2) + mark(m, p) for p in run.entries] for m in metrics]
+    return table(["median"] + labels, values), table(["ratio to python-websockets"] + labels, ratios)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=list(SIZES), default="small")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default: tiny 1, small 3, full 5)")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated: echo,idle,broadcast")
+    parser.add_argument("--servers", default="", help="comma-separated server keys (default: all); "
+                        + ", ".join(p.key for p in peers()))
+    parser.add_argument("--json", metavar="FILE", help="write samples, medians, ratios and the machine here")
+    args = parser.parse_args(argv)
+
+    size = SIZES[args.size]
+    rounds = args.rounds or size.rounds
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    if not only or only - set(SECTIONS):
+        parser.error(f"--only takes {', '.join(SECTIONS)}")
+    entries = [p for p in peers() if p.sections & only]
+    if args.servers:
+        wanted = {s.strip() for s in args.servers.split(",")}
+        unknown = wanted - {p.key for p in entries}
+        if unknown:
+            parser.error(f"unknown server(s) {', '.join(sorted(unknown))}")
+        entries = [p for p in entries if p.key in wanted]
+
+    raise_fd_limit(2 * max(size.idle_connections, size.subscribers) + 1000)
+    if has_uvloop():  # the measuring clients in this process run on uvloop
+        import uvloop
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+    info = machine()
+    started, load_start = time.monotonic(), load()
+    print(f"{args.size} size, {rounds} round(s): {asdict(size)}", file=sys.stderr, flush=True)
+    run = Run(entries)
+    with tempfile.TemporaryDirectory() as tmp:
+        ticks_path = Path(tmp) / "ticks.json"
+        pool = ticks(200)
+        ticks_path.write_text(json.dumps(pool))
+        persistent = {p.key: Server(p.label, p.command) for p in entries
+                      if p.sections & only & {"echo", "broadcast"}}
+        fresh = None
+        try:
+            for server in persistent.values():
+                server.launch()
+            if "idle" in only:  # the first round's idle servers start along with the others
+                fresh = idle_servers(entries)
+            for key, server in list(persistent.items()):
+                try:
+                    server.wait_ready()
+                except RuntimeError as exc:
+                    run.failures.append(str(exc))
+                    del persistent[key]
+            run.entries = [p for p in entries if p.key in persistent or p.sections & only == {"idle"}]
+            for key, server in persistent.items():
+                run.descriptions[key] = server.description
+            for r in range(rounds):
+                measure_round(run, r, size, only, persistent, ticks_path, fresh if r == 0 else None)
+        finally:
+            for server in [*persistent.values(), *(fresh or {}).values()]:
+                server.stop()
+    elapsed, load_end = time.monotonic() - started, load()
+
+    values, ratios = report(run, only)
+    sizes = [event_size(t) for t in pool]
+    print(f"## Peer benchmark: size {args.size}, {rounds} interleaved round(s), {elapsed:.0f} s\n")
+    print(f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory']}, {info['system']}; "
+          f"load average (1, 5, 15 min) {' '.join(map(str, load_start))} at start, "
+          f"{' '.join(map(str, load_end))} at end.")
+    print("Versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + ".")
+    print(f"Echo: {size.echo_connections} connections, {size.echo_messages} round trips of {MESSAGE_SIZE} B "
+          f"per measurement. Idle: {size.idle_connections} connections offering permessage-deflate. "
+          f"Broadcast: {size.subscribers} subscribers x {size.events} ticks "
+          f"({min(sizes)}-{max(sizes)} B as delivered), at most {size.window} in flight.")
+    for peer in run.entries:
+        print(f"- {peer.label}: {run.descriptions.get(peer.key, '')}")
+    print(f"\n{values}\n\n{ratios}\n")
+    print("† the client offered permessage-deflate and this server did not negotiate it.")
+    if run.failures:
+        print("\nFAILED measurements:\n" + "\n".join(f"- {f}" for f in run.failures))
+
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "size": args.size, "parameters": asdict(size), "rounds": rounds, "sections": sorted(only),
+            "elapsed_s": round(elapsed, 1), "machine": {**info, "load_start": load_start, "load_end": load_end},
+            "servers": {p.key: {"label": p.label, "description": run.descriptions.get(p.key, "")}
+                        for p in run.entries},
+            "samples": {m: {s: [v[r] for r in sorted(v)] for s, v in per.items()} for m, per in run.samples.items()},
+            "medians": {m.key: {p.key: run.median(m.key, p.key) for p in run.entries} for m in METRICS},
+            "ratios_to_websockets": {m.key: {p.key: run.ratio(m.key, p.key) for p in run.entries}
+                                     for m in METRICS},
+            "negotiated": run.negotiated, "failures": run.failures,
+        }, indent=2))
+    return 1 if run.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
