@@ -40,6 +40,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -74,11 +75,7 @@ MESSAGE_SIZE = 1024
 
 
 def has_uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("uvloop") is not None
 
 
 @dataclass(frozen=True)
@@ -303,7 +300,8 @@ async def echo(server: Server, size: Size, payload: bytes, text: bool) -> dict:
             self.transport.send(kind, payload)
             return self.done
 
-    conns = await asyncio.gather(*(ws_connect(Client, server.url) for _ in range(size.echo_connections)))
+    conns = await asyncio.wait_for(
+        asyncio.gather(*(ws_connect(Client, server.url) for _ in range(size.echo_connections))), size.timeout)
     clients = [client for _transport, client in conns]
     try:
         per_conn = max(1, size.echo_messages // len(clients))
@@ -542,6 +540,14 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown server(s) {', '.join(sorted(unknown))}")
         entries = [p for p in entries if p.key in wanted]
+
+    missing = []
+    if "echo" in only and importlib.util.find_spec("picows") is None:
+        missing.append("the echo clients need picows: pip install -e '.[test]'")
+    if "broadcast" in only and not (shutil.which("node") and (NODE_DIR / "node_modules" / "ws").is_dir()):
+        missing.append("the broadcast clients need Node and ws: npm ci --prefix benchmarks/node")
+    if missing:
+        parser.error("; ".join(missing))
 
     raise_fd_limit(2 * max(size.idle_connections, size.subscribers) + 1000)
     if has_uvloop():  # the measuring clients in this process run on uvloop
