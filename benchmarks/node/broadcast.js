@@ -7,17 +7,17 @@
 // Opens N subscriber connections (subprotocol wskit.pubsub.v1.json, offering
 // permessage-deflate with --deflate, as ws does by default, or nothing), each
 // subscribing to one topic, and one publisher connection. The publisher
-// publishes K warm-up events; once every subscriber has them the script prints
-// one JSON line {"ready": true, ...} and waits for a line "go" on standard
-// input. Then the publisher publishes M events, taken in
-// turn from FILE (a JSON array of event data), keeping at most W events in
+// publishes K warm-up events; once every subscriber has them the script
+// prints one JSON line {"ready": true, "extensions": ...} and waits for a
+// line "go" on standard input. Then the publisher publishes M events, taken
+// in turn from FILE (a JSON array of event data), keeping at most W events in
 // flight (published but not yet delivered to every subscriber), so no
 // server's send buffers grow without bound. When every subscriber has
 // received all M events it prints {"done": true, "deliveries", "elapsed_ms",
-// "wire_bytes", "payload_bytes"}: wire bytes are what the subscribers' sockets
-// read in that time (frame headers and compressed payloads), payload bytes
-// the messages as delivered. Then it closes every connection and exits 0.
-// Anything unexpected (refused handshake, a connection closing early, an
+// "wire_bytes", "payload_bytes"}: wire bytes are what the subscribers'
+// sockets read in that time (frame headers and compressed payloads), payload
+// bytes the messages as delivered. Then it closes every connection and exits
+// 0. Anything unexpected (a refused handshake, a connection closing early, an
 // event that is not the one published) prints {"error": ...} and exits 1;
 // --timeout bounds the whole run (exit 2).
 
