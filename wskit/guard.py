@@ -6,7 +6,8 @@ peer address. Each server connection gets a :class:`ConnectionGuard` when
 TCP connects; the protocol mixin calls it at three points only:
 
 - the handshake (:meth:`ConnectionGuard.admit`): per-address connection
-  limit (503), then the token (401); returns the connection's identity;
+  limit (503; the connection counts against its address from then on), then
+  the token (401); returns the connection's identity;
 - every message (:meth:`ConnectionGuard.message`): the rate limits;
 - the end of the connection (:meth:`ConnectionGuard.detach`).
 
@@ -92,8 +93,7 @@ class ConnectionGuard:
         self.connection = connection
         self.seconds, self.call_later = clock
         self.address = peer_address(connection.peer)
-        if self.address is not None:
-            server.per_address[self.address] = server.per_address.get(self.address, 0) + 1
+        self.counted = False  # admitted, so counted against its address
         limits = server.rate_limits
         self.throttle = Throttle(limits, self.seconds()) if limits.enabled else None
         self.throttled_once = False
@@ -108,8 +108,13 @@ class ConnectionGuard:
         """Raise ConnectionDeny (503, 401) or return the identity (None with authentication off)."""
         server = self.server
         cap = server.max_per_address
-        if cap and self.address is not None and server.per_address.get(self.address, 0) > cap:
-            raise ConnectionDeny(503, f"too many connections from {self.address} (at most {cap} per address)")
+        if cap and self.address is not None:
+            # Counts connections past this check, whose handshake goes on or has completed
+            # (connections still sending their request are bounded by the open timeout).
+            if server.per_address.get(self.address, 0) >= cap:
+                raise ConnectionDeny(503, f"too many connections from {self.address} (at most {cap} per address)")
+            server.per_address[self.address] = server.per_address.get(self.address, 0) + 1
+            self.counted = True
         verifier = server.verifier
         if verifier is None:
             return None
@@ -189,7 +194,8 @@ class ConnectionGuard:
         if self._detached:
             return
         self._detached = True
-        if self.address is not None:
+        if self.counted:
+            self.counted = False
             counts = self.server.per_address
             left = counts.get(self.address, 0) - 1
             if left > 0:

@@ -565,7 +565,7 @@ def test_connections_per_address_are_limited_with_503(tier):
     (line,) = tier.log_lines("wskit: refused")
     assert "status=503" in line.text
     tier.settle()
-    assert factory.app.guard.per_address == {"127.0.0.1": 2}  # the refused one is gone again
+    assert factory.app.guard.per_address == {"127.0.0.1": 2}  # the refused one never counted
     first.send(f.close(1000))
     tier.settle()
     assert first.lost and factory.app.guard.per_address == {"127.0.0.1": 1}
