@@ -180,8 +180,13 @@ class Identity:
             raise InvalidToken("the 'sub' claim must be a string")
         if name is not None and not isinstance(name, str):
             raise InvalidToken("the 'name' claim must be a string")
-        return cls(sub, name, Permissions.from_claim(claims.get(PERMISSIONS_CLAIM)), dict(claims),
-                   float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None)
+        expires = None
+        if isinstance(exp, (int, float)) and not isinstance(exp, bool):
+            try:
+                expires = float(exp)
+            except OverflowError:  # an exp beyond any float: as good as never
+                expires = None
+        return cls(sub, name, Permissions.from_claim(claims.get(PERMISSIONS_CLAIM)), dict(claims), expires)
 
 
 # -- verification -----------------------------------------------------------------------
