@@ -235,7 +235,14 @@ class SerializedHandler(Handler):
         held, self._held = self._held, None
         while held and self.connected:
             payload, is_binary = held.popleft()
-            self.on_message(payload, is_binary)
+            try:
+                self.on_message(payload, is_binary)
+            except Exception:  # as the protocol does for a message handled at once
+                log_failure(txaio.make_logger(), txaio.create_failure(),
+                            "wskit: {subprotocol} on_message failed for {peer}: {log_failure.value}",
+                            subprotocol=self.connection.subprotocol, peer=self.connection.peer)
+                self.connection.close(CLOSE_INTERNAL_ERROR, "internal error")
+                return
             if self._held is not None:  # that message started another pending decision
                 self._held.extend(held)
                 return
