@@ -139,14 +139,14 @@ def client_settings_from_args(args: argparse.Namespace) -> ClientSettings:
     ).validate()
 
 
-def read_token_file(path: str) -> str:
+def read_token_file(path: str, what: str = "token file") -> str:
     try:
         with open(path, encoding="utf-8") as f:
             token = f.read().strip()
     except OSError as exc:
-        fail(f"cannot read token file {path}: {exc.strerror or exc}", EXIT_USAGE)
+        fail(f"cannot read {what} {path}: {exc.strerror or exc}", EXIT_USAGE)
     if not token:
-        fail(f"token file {path} is empty", EXIT_USAGE)
+        fail(f"{what} {path} is empty", EXIT_USAGE)
     return token
 
 
@@ -193,7 +193,7 @@ def cmd_token(args: argparse.Namespace) -> int:
                 key = load_pem_private_key(f.read(), password=None)
             algorithm = args.algorithm or private_key_algorithm(key)
         else:
-            key = args.secret if args.secret else read_token_file(args.secret_file)
+            key = args.secret if args.secret else read_token_file(args.secret_file, "secret file")
             algorithm = args.algorithm or "HS256"
             if len(key.encode("utf-8")) < MIN_SECRET_BYTES:
                 sys.stderr.write(f"wskit: warning: the secret is shorter than {MIN_SECRET_BYTES} bytes; "
@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         token.add_argument(f"--{action}", action="append", metavar="PATTERN",
                            help=f"{what} the token allows to {action} (repeatable)")
     token.add_argument("--ttl", type=float, default=3600, metavar="SECONDS",
-                       help="seconds until the token expires (default: 3600; 0: no exp claim)")
+                       help="seconds until the token expires (default: 3600; 0: no exp claim, which servers refuse unless told otherwise)")
     token.add_argument("--audience", help="the 'aud' claim (the server's --auth-audience)")
     token.add_argument("--issuer", help="the 'iss' claim (the server's --auth-issuer)")
     token.set_defaults(func=cmd_token)
