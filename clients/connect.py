@@ -37,16 +37,27 @@ def detect_backend() -> str:
                        "asyncio loop or Twisted reactor, or pass backend='asyncio' or backend='twisted'")
 
 
+def with_token(settings: ClientSettings, token: str) -> ClientSettings:
+    """``settings`` sending ``Authorization: Bearer <token>`` (replacing any Authorization header)."""
+    token = token.strip()
+    if not token or any(c in token for c in "\r\n"):
+        raise ValueError("a token must be a non-empty single line")
+    headers = tuple((k, v) for k, v in settings.headers if k.lower() != "authorization")
+    return settings.replace(headers=(*headers, ("Authorization", f"Bearer {token}")))
+
+
 def connect(url: str, subprotocols: Sequence[str] = (), *, backend: str | None = None,
-            settings: ClientSettings | None = None, reactor: Any = None) -> Any:
+            settings: ClientSettings | None = None, reactor: Any = None, token: str | None = None) -> Any:
     """Open a client connection; await it, or use it as ``async with``.
 
     ``subprotocols`` are offered in preference order (they replace those in
     ``settings``). ``backend`` is ``"asyncio"`` or ``"twisted"``; by default
-    the running environment decides (see :func:`detect_backend`). On Twisted
-    the result is a Deferred (also an async context manager) firing with the
-    :class:`ClientConnection`; on asyncio an awaitable async context manager.
-    Fails with :class:`wskit.HandshakeError` when the server refuses.
+    the running environment decides (see :func:`detect_backend`). ``token``
+    (a JWT, see ``wskit token``) is sent as ``Authorization: Bearer <token>``.
+    On Twisted the result is a Deferred (also an async context manager)
+    firing with the :class:`ClientConnection`; on asyncio an awaitable async
+    context manager. Fails with :class:`wskit.HandshakeError` when the server
+    refuses (``status`` 401 for a missing or invalid token).
     """
     backend = backend or detect_backend()
     settings = settings or ClientSettings()
@@ -54,6 +65,8 @@ def connect(url: str, subprotocols: Sequence[str] = (), *, backend: str | None =
         if isinstance(subprotocols, str):
             subprotocols = (subprotocols,)
         settings = settings.replace(subprotocols=tuple(subprotocols))
+    if token is not None:
+        settings = with_token(settings, token)
     if backend == "twisted":
         from ._twisted import connect_twisted
 
@@ -65,4 +78,4 @@ def connect(url: str, subprotocols: Sequence[str] = (), *, backend: str | None =
     raise ValueError(f"backend must be 'twisted' or 'asyncio', not {backend!r}")
 
 
-__all__ = ["connect", "detect_backend"]
+__all__ = ["connect", "detect_backend", "with_token"]

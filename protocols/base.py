@@ -9,15 +9,21 @@ raise :class:`BadMessage`, which handlers turn into a documented error reply.
 
 from __future__ import annotations
 
+import inspect
+from collections import deque
 from typing import Any, ClassVar
+
+import txaio
 
 from wskit.errors import WskitError
 from wskit.handler import Handler
+from wskit.logs import log_failure
 from wskit.serializers import DecodeError, Serializer
 from wskit.settings import AppSettings
 
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY_VIOLATION = 1008
+CLOSE_INTERNAL_ERROR = 1011
 
 # Error codes of chat and pubsub error messages. The first group is bad input
 # (counted against the error budget); the second reports a refused request.
@@ -31,6 +37,10 @@ NOT_JOINED = "not-joined"
 ALREADY_JOINED = "already-joined"
 NICK_TAKEN = "nick-taken"
 TOO_MANY = "too-many"
+# An action the connection's token (or the server's policy) does not allow, or a
+# publish to a server-only topic. Charged to the error budget like bad input.
+FORBIDDEN = "forbidden"
+BUDGET_ERRORS = INPUT_ERRORS | {FORBIDDEN}
 
 
 class BadMessage(WskitError):
@@ -104,6 +114,10 @@ class SerializedHandler(Handler):
         self.serializer = serializer
         self.settings = settings or getattr(service, "settings", None) or AppSettings()
         self.bad_inputs = 0
+        # Messages that arrived while an authorization was pending: handled, in
+        # order, once it is decided (None: nothing pending).
+        self._held: deque[tuple[bytes, bool]] | None = None
+        self._reading_paused = False
 
     # -- sending -------------------------------------------------------------
 
@@ -126,6 +140,12 @@ class SerializedHandler(Handler):
     # -- receiving -----------------------------------------------------------
 
     def on_message(self, payload: bytes, is_binary: bool) -> Any:
+        if self._held is not None:
+            # An earlier message waits for its authorization: keep the order.
+            self._held.append((payload, is_binary))
+            self._reading_paused = True
+            self.connection.pause_reading()
+            return None
         if is_binary != self.serializer.binary:
             wanted = "binary" if self.serializer.binary else "text"
             got = "binary" if is_binary else "text"
@@ -142,6 +162,95 @@ class SerializedHandler(Handler):
         raise NotImplementedError
 
     def on_bad_payload(self, reason: str) -> None:
+        raise NotImplementedError
+
+    # -- authorization ---------------------------------------------------------
+
+    def authorize(self, action: str, target: str) -> Any:
+        """May this connection do ``action`` (join, subscribe, publish, call) on ``target``?
+
+        True or False at once, or a future of True/False when the server's
+        policy hook answers asynchronously. The hook's failure (exception,
+        failed future) denies and is logged: a broken policy fails closed.
+        """
+        authorizer = getattr(getattr(self.connection, "app", None), "authorizer", None)
+        if authorizer is None or not authorizer.active:
+            return True
+        identity = getattr(self.connection, "identity", None)
+        try:
+            verdict = authorizer.check(identity, action, target)
+        except Exception:
+            self._policy_failed(txaio.create_failure(), action, target)
+            return False
+        if not (txaio.is_future(verdict) or inspect.isawaitable(verdict)):
+            return bool(verdict)
+        decided = txaio.create_future()
+        future = txaio.as_future(lambda: verdict)
+
+        def failed(fail: Any) -> None:
+            self._policy_failed(fail, action, target)
+            txaio.resolve(decided, False)
+
+        txaio.add_callbacks(future, lambda allowed: txaio.resolve(decided, bool(allowed)), failed)
+        return decided
+
+    def _policy_failed(self, fail: Any, action: str, target: str) -> None:
+        log_failure(txaio.make_logger(), fail,
+                    "wskit: authorization of {action} {target!r} failed (denied): {log_failure.value}",
+                    action=action, target=target)
+
+    def when_allowed(self, action: str, target: str, msg: Any, proceed: Any) -> None:
+        """Run ``proceed()`` if ``action`` on ``target`` is allowed, else answer ``forbidden``.
+
+        When the decision is pending, the messages that arrive meanwhile are
+        held (and reading paused) and handled in order once it is made.
+        """
+        verdict = self.authorize(action, target)
+        if verdict is True:
+            proceed()
+            return
+        if verdict is False:
+            raise BadMessage(FORBIDDEN, f"not allowed to {action} {target!r}")
+        if self._held is None:
+            self._held = deque()
+
+        def decided(allowed: bool) -> None:
+            if self.connected:
+                try:
+                    if not allowed:
+                        raise BadMessage(FORBIDDEN, f"not allowed to {action} {target!r}")
+                    proceed()
+                except BadMessage as exc:
+                    self.send_error(exc.code, exc.message, msg)
+                except Exception:
+                    log_failure(txaio.make_logger(), txaio.create_failure(),
+                                "wskit: {action} failed for {peer}: {log_failure.value}",
+                                action=action, peer=self.connection.peer)
+                    self.connection.close(CLOSE_INTERNAL_ERROR, "internal error")
+            self._release_held()
+
+        txaio.add_callbacks(verdict, decided, None)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, None
+        while held and self.connected:
+            payload, is_binary = held.popleft()
+            try:
+                self.on_message(payload, is_binary)
+            except Exception:  # as the protocol does for a message handled at once
+                log_failure(txaio.make_logger(), txaio.create_failure(),
+                            "wskit: {subprotocol} on_message failed for {peer}: {log_failure.value}",
+                            subprotocol=self.connection.subprotocol, peer=self.connection.peer)
+                self.connection.close(CLOSE_INTERNAL_ERROR, "internal error")
+                return
+            if self._held is not None:  # that message started another pending decision
+                self._held.extend(held)
+                return
+        if self._reading_paused and self.connected:
+            self._reading_paused = False
+            self.connection.resume_reading()
+
+    def send_error(self, code: str, message: str, msg: Any) -> None:
         raise NotImplementedError
 
     def count_bad_input(self) -> bool:
@@ -175,7 +284,7 @@ class TypedMessageHandler(SerializedHandler):
         self.send_error(BAD_PAYLOAD, reason, None)
 
     def send_error(self, code: str, message: str, msg: Any) -> None:
-        if code in INPUT_ERRORS and not self.count_bad_input():
+        if code in BUDGET_ERRORS and not self.count_bad_input():
             return
         self.send(self.reply({"type": "error", "code": code, "message": message}, msg))
 

@@ -21,11 +21,14 @@ from wskit.settings import AppSettings
 
 from .base import (
     ALREADY_JOINED,
+    BAD_FIELD,
+    FORBIDDEN,
     NICK_TAKEN,
     NOT_JOINED,
     TOO_MANY,
     BadMessage,
     TypedMessageHandler,
+    has_control_characters,
     require_name,
     require_str,
 )
@@ -227,12 +230,31 @@ class ChatHandler(TypedMessageHandler):
     def on_join(self, msg: dict) -> None:
         limit = self.settings.max_name_length
         room = require_name(msg, "room", limit)
-        nick = require_name(msg, "nick", limit)
+        nick = self.token_nick()
+        if nick is None:  # authentication off: the client picks its nick
+            nick = require_name(msg, "nick", limit)
+        self.when_allowed("join", room, msg, lambda: self._join(room, nick, msg))
+
+    def _join(self, room: str, nick: str, msg: dict) -> None:
         joined = self.service.join(self, room, nick)
         reply: dict[str, Any] = {"type": "joined", "room": room, "nick": nick, "members": joined.nicks()}
         if self.version >= 2:
             reply["history"] = list(joined.history)
         self.send(self.reply(reply, msg))
+
+    def token_nick(self) -> str | None:
+        """With authentication on, the nick is the token's ``name`` (else ``sub``),
+        whatever the client asks for; None with authentication off."""
+        identity = getattr(self.connection, "identity", None)
+        if identity is None:
+            return None
+        nick = identity.display_name
+        if not nick:
+            raise BadMessage(FORBIDDEN, "the token names no user (no 'name' or 'sub' claim) to chat as")
+        if len(nick) > self.settings.max_name_length or has_control_characters(nick):
+            raise BadMessage(BAD_FIELD, "the token's name is not usable as a nick (too long or "
+                                        "control characters)")
+        return nick
 
     def on_leave(self, msg: dict) -> None:
         room = require_name(msg, "room", self.settings.max_name_length)

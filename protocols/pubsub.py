@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from wskit.auth import glob_match
 from wskit.broadcast import Broadcast
 from wskit.hub import Hub
 from wskit.settings import AppSettings
 
-from .base import BAD_FIELD, TOO_MANY, BadMessage, TypedMessageHandler, require_name
+from .base import BAD_FIELD, FORBIDDEN, TOO_MANY, BadMessage, TypedMessageHandler, require_name
 
 
 
@@ -36,6 +37,10 @@ def check_topic(topic: str, allow_pattern: bool) -> str:
 class PubSubService:
     """Topics of one app; :meth:`publish` is the server-side API.
 
+    Topics the server alone feeds can be reserved with :meth:`server_only`
+    (or ``AppSettings.server_only_topics``): clients may subscribe to them
+    but never publish to them.
+
     >>> from wskit.hub import InProcessHub
     >>> PubSubService(InProcessHub()).publish("ticks.EURUSD", {"bid": 1.08})
     0
@@ -49,6 +54,27 @@ class PubSubService:
         # What the max_topics cap counts: topic or pattern -> how many subscribe to it.
         self._subscriber_counts: dict[str, int] = {}
         self._subscriptions: dict[Any, set[str]] = {}  # subscriber -> its topics and patterns
+        self._server_only: list[str] = list(self.settings.server_only_topics)
+
+    def server_only(self, *patterns: str) -> None:
+        """Reserve topics for the server's own publishes: a client's publish to a
+        topic matching one of ``patterns`` (``*`` = any characters) is refused
+        with ``forbidden``, with or without authentication.
+
+        >>> from wskit.hub import InProcessHub
+        >>> service = PubSubService(InProcessHub())
+        >>> service.server_only("ticks.*")
+        >>> service.is_server_only("ticks.demo"), service.is_server_only("chat.news")
+        (True, False)
+        """
+        for pattern in patterns:
+            if not isinstance(pattern, str) or not pattern:
+                raise ValueError(f"a server-only topic pattern must be a non-empty string, not {pattern!r}")
+            if pattern not in self._server_only:
+                self._server_only.append(pattern)
+
+    def is_server_only(self, topic: str) -> bool:
+        return any(glob_match(pattern, topic) for pattern in self._server_only)
 
     @property
     def topic_count(self) -> int:
@@ -124,6 +150,9 @@ class PubSubHandler(TypedMessageHandler):
 
     def on_subscribe(self, msg: dict) -> None:
         topic = self._topic(msg, allow_pattern=True)
+        self.when_allowed("subscribe", topic, msg, lambda: self._subscribe(topic, msg))
+
+    def _subscribe(self, topic: str, msg: dict) -> None:
         limit = self.settings.max_subscriptions
         if limit and topic not in self.topics and len(self.topics) >= limit:
             raise BadMessage(TOO_MANY, f"already subscribed to {limit} topics: unsubscribe first")
@@ -141,7 +170,10 @@ class PubSubHandler(TypedMessageHandler):
         topic = self._topic(msg, allow_pattern=False)
         if "data" not in msg:
             raise BadMessage(BAD_FIELD, "missing field 'data'")
-        self.service.publish(topic, msg["data"])
+        if self.service.is_server_only(topic):
+            raise BadMessage(FORBIDDEN, f"topic {topic!r} is published by the server only")
+        data = msg["data"]
+        self.when_allowed("publish", topic, msg, lambda: self.service.publish(topic, data))
 
     def on_close(self, was_clean: bool, code: int | None, reason: str | None) -> None:
         self.service.unsubscribe_all(self)

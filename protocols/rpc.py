@@ -78,9 +78,27 @@ class RPCHandler(SerializedHandler):
 
     def handle(self, msg: Any) -> Any:
         # Returned: a failure of dispatch or of the reply closes with 1011 like any handler error.
-        future = self.service.dispatch(msg)
+        future = self.service.dispatch(msg, self._authorize_call)
         txaio.add_callbacks(future, self._respond, None)
         return future
+
+    def _authorize_call(self, method: str) -> Any:
+        """May this connection call ``method``? A denial is charged to the error budget."""
+        verdict = self.authorize("call", method)
+        if verdict is True:
+            return True
+        if verdict is False:
+            self.count_bad_input()
+            return False
+        charged = txaio.create_future()
+
+        def decided(allowed: bool) -> None:
+            if not allowed:
+                self.count_bad_input()
+            txaio.resolve(charged, allowed)
+
+        txaio.add_callbacks(verdict, decided, None)
+        return charged
 
     def _respond(self, response: Any) -> None:
         if response is None:

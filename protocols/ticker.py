@@ -98,6 +98,9 @@ def demo_ticker_for(app: Any) -> DemoTicker | None:
     pubsub = app.services.get("pubsub")
     if not interval or pubsub is None:
         return None
+    reserve = getattr(pubsub, "server_only", None)
+    if callable(reserve):
+        reserve(TICKER_TOPIC)  # clients subscribe to the ticks; only the server publishes them
     return DemoTicker(pubsub.publish, interval, has_subscribers=_subscriber_check(pubsub))
 
 

@@ -32,6 +32,10 @@ _EXPORTS = {
     "get_serializer": "wskit.serializers",
     "run": "wskit.runner",
     "AppSettings": "wskit.settings",
+    "AuthSettings": "wskit.settings",
+    "RateLimitSettings": "wskit.settings",
+    "Identity": "wskit.auth",
+    "issue_token": "wskit.auth",
     "ClientSettings": "wskit.settings",
     "CompressionSettings": "wskit.settings",
     "LimitSettings": "wskit.settings",
@@ -76,6 +80,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover  # noqa: F401
     from .app import WebSocketApp
+    from .auth import Identity, issue_token
     from .broadcast import Broadcast
     from .clients import ChatClient, ClientConnection, PubSubClient, RPCClient, connect
     from .errors import (
@@ -98,9 +103,11 @@ if TYPE_CHECKING:  # pragma: no cover  # noqa: F401
     from .serializers import Serializer, get_serializer
     from .settings import (
         AppSettings,
+        AuthSettings,
         ClientSettings,
         CompressionSettings,
         LimitSettings,
+        RateLimitSettings,
         ServerSettings,
         TimeoutSettings,
         TLSSettings,

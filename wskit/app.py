@@ -9,7 +9,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import txaio
+
 from .compression import check_codecs
+from .guard import ServerGuard
 from .hub import Hub, InProcessHub
 from .negotiation import SubprotocolRegistry
 from .origin import OriginPolicy
@@ -54,6 +57,9 @@ class WebSocketApp:
             self.settings = self.settings.replace(default_subprotocol=None)
         self.registry = registry
         self.origin_policy = OriginPolicy(self.settings.allowed_origins)
+        # Tokens, permissions, per-address and rate limits (reads key files: SettingsError here).
+        self.guard = ServerGuard(self.settings)
+        self.authorizer = self.guard.authorizer
         self.connections: set[Any] = set()
         self._started = False
 
@@ -61,10 +67,22 @@ class WebSocketApp:
         """Start the services' background work; the server calls this once listening."""
         if not self._started:
             self._started = True
+            self._announce_auth()
             for svc in self.services.values():
                 start = getattr(svc, "start", None)
                 if callable(start):
                     start()
+
+    def _announce_auth(self) -> None:
+        verifier = self.guard.verifier
+        if verifier is None:
+            return
+        log = txaio.make_logger()
+        log.info("wskit: authentication on: tokens signed with {algorithms} required",
+                 algorithms=", ".join(verifier.algorithms), wskit_event="auth")
+        if verifier.short_secret:
+            log.warn("wskit: the auth secret is shorter than 32 bytes: anyone who sees one token can "
+                     "guess it offline; use a long random secret (--auth-secret-file)", wskit_event="auth")
 
     def stop(self) -> None:
         """Stop the services' background work; the server calls this on shutdown."""

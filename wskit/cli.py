@@ -139,12 +139,29 @@ def client_settings_from_args(args: argparse.Namespace) -> ClientSettings:
     ).validate()
 
 
+def read_token_file(path: str, what: str = "token file") -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except OSError as exc:
+        fail(f"cannot read {what} {path}: {exc.strerror or exc}", EXIT_USAGE)
+    if not token:
+        fail(f"{what} {path} is empty", EXIT_USAGE)
+    return token
+
+
 def cmd_connect(args: argparse.Namespace) -> int:
+    from .clients.connect import with_token
     from .clients.interactive import run_interactive
 
     try:
         settings = client_settings_from_args(args)
-    except SettingsError as exc:
+        if args.token and args.token_file:
+            raise SettingsError("give the token once: --token or --token-file, not both")
+        token = read_token_file(args.token_file) if args.token_file else args.token
+        if token is not None:
+            settings = with_token(settings, token)
+    except (SettingsError, ValueError) as exc:
         fail(str(exc), EXIT_USAGE)
     try:
         split_ws_url(args.url)
@@ -154,6 +171,42 @@ def cmd_connect(args: argparse.Namespace) -> int:
         return run_interactive(args.url, settings, backend=args.backend, linger=args.linger)
     except Exception as exc:
         fail(describe_connect_error(exc, args.url))
+
+
+# -- token -----------------------------------------------------------------------
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a signed token (JWT) for a server started with --auth-secret or --auth-public-key."""
+    from .auth import ACTIONS, MIN_SECRET_BYTES, issue_token, private_key_algorithm
+
+    keys = [k for k in (args.secret, args.secret_file, args.private_key) if k]
+    if len(keys) != 1:
+        fail("give exactly one key: --secret, --secret-file or --private-key", EXIT_USAGE)
+    if args.ttl < 0:
+        fail(f"--ttl must be >= 0 seconds, not {args.ttl:g}", EXIT_USAGE)
+    try:
+        if args.private_key:
+            from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+            with open(args.private_key, "rb") as f:
+                key = load_pem_private_key(f.read(), password=None)
+            algorithm = args.algorithm or private_key_algorithm(key)
+        else:
+            key = args.secret if args.secret else read_token_file(args.secret_file, "secret file")
+            algorithm = args.algorithm or "HS256"
+            if len(key.encode("utf-8")) < MIN_SECRET_BYTES:
+                sys.stderr.write(f"wskit: warning: the secret is shorter than {MIN_SECRET_BYTES} bytes; "
+                                 "fine for a demo, guessable for anything else\n")
+        permissions = {action: tuple(getattr(args, action) or ()) for action in ACTIONS}
+        token = issue_token(key, args.sub, name=args.name, ttl=args.ttl, permissions=permissions,
+                            algorithm=algorithm, audience=args.audience, issuer=args.issuer)
+    except OSError as exc:
+        fail(f"cannot read {args.private_key}: {exc.strerror or exc}", EXIT_USAGE)
+    except (ValueError, TypeError, SettingsError) as exc:
+        fail(f"cannot sign a token: {exc}", EXIT_USAGE)
+    print(token)
+    return 0
 
 
 def cmd_protocols(args: argparse.Namespace) -> int:
@@ -197,8 +250,32 @@ def build_parser() -> argparse.ArgumentParser:
     connect.add_argument("--max-message-size", type=int, default=16 * 1024 * 1024, metavar="BYTES")
     connect.add_argument("--linger", type=float, default=0.5, metavar="SECONDS",
                          help="after end of input, close once nothing has arrived for this long")
+    connect.add_argument("--token", metavar="TOKEN",
+                         help="send this token (JWT) as Authorization: Bearer TOKEN")
+    connect.add_argument("--token-file", metavar="FILE", help="read the token from FILE")
     connect.add_argument("--backend", choices=BACKENDS, default="twisted")
     connect.set_defaults(func=cmd_connect)
+
+    token = sub.add_parser("token", help="print a signed token (JWT) for a server with authentication on",
+                           description="Print a signed token for `wskit serve --auth-secret` (HS256) or "
+                                       "--auth-public-key (sign with the private key). Patterns: '*' "
+                                       "matches any characters; an action not given is denied.")
+    token.add_argument("--secret", metavar="SECRET", help="HMAC secret (the server's --auth-secret)")
+    token.add_argument("--secret-file", metavar="FILE", help="read the HMAC secret from FILE")
+    token.add_argument("--private-key", metavar="FILE", help="PEM private key (RSA, EC or Ed25519)")
+    token.add_argument("--algorithm", metavar="ALG",
+                       help="signing algorithm (default: HS256, or the private key's own)")
+    token.add_argument("--sub", required=True, help="the user's id (the 'sub' claim)")
+    token.add_argument("--name", help="display name; the chat nick when authentication is on")
+    for action, what in (("join", "chat rooms"), ("subscribe", "pub/sub topics and patterns"),
+                         ("publish", "pub/sub topics"), ("call", "JSON-RPC methods")):
+        token.add_argument(f"--{action}", action="append", metavar="PATTERN",
+                           help=f"{what} the token allows to {action} (repeatable)")
+    token.add_argument("--ttl", type=float, default=3600, metavar="SECONDS",
+                       help="seconds until the token expires (default: 3600; 0: no exp claim, which servers refuse unless told otherwise)")
+    token.add_argument("--audience", help="the 'aud' claim (the server's --auth-audience)")
+    token.add_argument("--issuer", help="the 'iss' claim (the server's --auth-issuer)")
+    token.set_defaults(func=cmd_token)
 
     protocols = sub.add_parser("protocols", help="list the shipped subprotocols")
     protocols.set_defaults(func=cmd_protocols)

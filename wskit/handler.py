@@ -81,13 +81,18 @@ class Connection(Protocol):
 
 @runtime_checkable
 class ServerConnection(Connection, Protocol):
-    """A server-side connection also knows its server (``app``) and what it serves."""
+    """A server-side connection also knows its server (``app``), what it serves
+    and who it belongs to (``identity``: the verified claims of the client's
+    token, a :class:`wskit.auth.Identity`; None with authentication off)."""
 
     @property
     def app(self) -> Any: ...
 
     @property
     def served_subprotocol(self) -> str | None: ...
+
+    @property
+    def identity(self) -> Any: ...
 
 
 class Handler:

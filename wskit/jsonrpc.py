@@ -30,6 +30,8 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
+# In the range JSON-RPC 2.0 leaves to servers: the caller may not call this method.
+FORBIDDEN = -32001
 
 STANDARD_MESSAGES = {
     PARSE_ERROR: "Parse error",
@@ -37,6 +39,7 @@ STANDARD_MESSAGES = {
     METHOD_NOT_FOUND: "Method not found",
     INVALID_PARAMS: "Invalid params",
     INTERNAL_ERROR: "Internal error",
+    FORBIDDEN: "Forbidden",
 }
 
 
@@ -175,15 +178,22 @@ class RPCService:
 
     # -- dispatch ----------------------------------------------------------
 
-    def dispatch(self, request: Any) -> Any:
-        """A future of the response to a decoded request or batch (None: nothing to send)."""
+    def dispatch(self, request: Any, authorize: Callable[[str], Any] | None = None) -> Any:
+        """A future of the response to a decoded request or batch (None: nothing to send).
+
+        ``authorize(method)``, when given, is asked before each call of a
+        well-formed request, and before the method is looked up (a caller
+        learns nothing about methods it may not call): True, False, or a
+        future of either. A denied request is answered with ``FORBIDDEN``
+        (-32001); a denied notification gets no answer.
+        """
         if isinstance(request, list):
             if not request:
                 return txaio.create_future_success(error_response(INVALID_REQUEST, data="empty batch"))
             if len(request) > self.max_batch_size:
                 return txaio.create_future_success(error_response(
                     INVALID_REQUEST, data=f"batch of {len(request)} requests; at most {self.max_batch_size}"))
-            futures = [self._dispatch_one(item) for item in request]
+            futures = [self._dispatch_one(item, authorize) for item in request]
             done = txaio.gather(futures, consume_exceptions=True)
             result = txaio.create_future()
 
@@ -193,9 +203,9 @@ class RPCService:
 
             txaio.add_callbacks(done, collected, lambda fail: txaio.reject(result, fail))
             return result
-        return self._dispatch_one(request)
+        return self._dispatch_one(request, authorize)
 
-    def _dispatch_one(self, request: Any) -> Any:
+    def _dispatch_one(self, request: Any, authorize: Callable[[str], Any] | None = None) -> Any:
         if not isinstance(request, dict):
             return txaio.create_future_success(
                 error_response(INVALID_REQUEST, data="a request must be an object"))
@@ -214,6 +224,33 @@ class RPCService:
             problem = "params must be an array or an object"
         if problem is not None:
             return txaio.create_future_success(error_response(INVALID_REQUEST, reply_id, problem))
+        if authorize is None:
+            return self._call(request)
+        name = request["method"]
+        forbidden = None if is_notification else error_response(
+            FORBIDDEN, id_, f"not allowed to call {name!r}")
+        verdict = authorize(name)
+        if verdict is True:
+            return self._call(request)
+        if verdict is False:
+            return txaio.create_future_success(forbidden)
+        result = txaio.create_future()
+
+        def decided(allowed: Any) -> None:
+            if allowed is True:
+                txaio.add_callbacks(self._call(request), lambda response: txaio.resolve(result, response),
+                                    lambda fail: txaio.reject(result, fail))
+            else:
+                txaio.resolve(result, forbidden)
+
+        txaio.add_callbacks(verdict, decided, lambda fail: txaio.reject(result, fail))
+        return result
+
+    def _call(self, request: dict) -> Any:
+        """Look up and call a well-formed request's method; a future of its response."""
+        id_ = request.get("id")
+        is_notification = "id" not in request
+        reply_id = None if is_notification else id_
         method = self.methods.get(request["method"])
         if method is None:
             error = error_response(METHOD_NOT_FOUND, reply_id, request["method"])
@@ -252,6 +289,7 @@ def count_input_errors(response: Any) -> int:
 
 
 __all__ = [
+    "FORBIDDEN",
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
     "INVALID_REQUEST",

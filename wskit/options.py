@@ -12,8 +12,10 @@ from typing import Any, Callable
 
 from .settings import (
     AppSettings,
+    AuthSettings,
     CompressionSettings,
     LimitSettings,
+    RateLimitSettings,
     ServerSettings,
     SettingsError,
     TimeoutSettings,
@@ -25,6 +27,8 @@ _C = CompressionSettings()
 _L = LimitSettings()
 _T = TimeoutSettings()
 _A = AppSettings()
+_AUTH = AuthSettings()
+_R = RateLimitSettings()
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,34 @@ SERVER_OPTIONS: tuple[Option, ...] = (
     Option("tls-key", str, None, "PEM private key for --tls-cert", metavar="FILE"),
     Option("ticker-interval", float, _DEFAULT.ticker_interval, "publish demo price ticks on pub/sub "
            "topic ticks.demo every SECONDS (0 = off)", metavar="SECONDS"),
+    Option("server-only-topic", str, None, "pub/sub topics only the server publishes to (repeatable; "
+           "'*' matches any characters); client publishes are refused with forbidden",
+           repeatable=True, metavar="PATTERN"),
+    # -- authentication (docs/security.md) --
+    Option("auth-secret", str, None, "require client tokens (JWT) signed with this HMAC secret (HS256); "
+           "prefer --auth-secret-file, command lines are visible to other users", metavar="SECRET"),
+    Option("auth-secret-file", str, None, "read the HMAC secret of client tokens from FILE", metavar="FILE"),
+    Option("auth-public-key", str, None, "require client tokens signed with the private half of this PEM "
+           "public key (RS256, ES256, EdDSA)", metavar="FILE"),
+    Option("auth-algorithm", str, None, "accept tokens signed with this algorithm (repeatable; default: "
+           "HS256 with a secret, the public key's own)", repeatable=True, metavar="ALG"),
+    Option("auth-audience", str, None, "tokens must carry this 'aud' claim", metavar="AUDIENCE"),
+    Option("auth-issuer", str, None, "tokens must carry this 'iss' claim", metavar="ISSUER"),
+    Option("auth-leeway", float, _AUTH.leeway, "seconds of clock skew allowed on a token's exp and nbf",
+           metavar="SECONDS"),
+    Option("auth-no-query-token", None, False, "take tokens from the Authorization header only, "
+           "not from ?token= (browsers then cannot authenticate)"),
+    Option("auth-keep-expired", None, False, "keep connections open after their token expires "
+           "(default: close them with 1008)"),
+    # -- abuse limits --
+    Option("max-connections-per-ip", int, _L.max_connections_per_ip, "refuse handshakes with 503 while "
+           "the client's IP address has this many connections open (0 = no limit)", metavar="N"),
+    Option("max-message-rate", float, _R.max_message_rate, "messages per second a connection may send; "
+           "faster ones are throttled, then closed with 1008 (0 = no limit)", metavar="N"),
+    Option("max-byte-rate", float, _R.max_byte_rate, "message bytes per second a connection may send "
+           "(0 = no limit)", metavar="BYTES"),
+    Option("rate-burst", float, _R.burst, "seconds of the rates a quiet connection may send at once",
+           metavar="SECONDS"),
 )
 
 
@@ -164,6 +196,7 @@ def server_settings(values: dict[str, Any]) -> ServerSettings:
             max_frame_size=get("max_frame_size"),
             max_connections=get("max_connections"),
             max_buffered_bytes=get("max_buffered_bytes"),
+            max_connections_per_ip=get("max_connections_per_ip"),
         ),
         timeouts=TimeoutSettings(
             open_handshake=get("open_timeout"),
@@ -180,6 +213,23 @@ def server_settings(values: dict[str, Any]) -> ServerSettings:
             max_topics=get("max_topics"),
             max_retained_rooms=get("max_retained_rooms"),
             room_ttl=get("room_ttl"),
+            server_only_topics=get("server_only_topic"),
+        ),
+        auth=AuthSettings(
+            secret=get("auth_secret"),
+            secret_file=get("auth_secret_file"),
+            public_key_file=get("auth_public_key"),
+            algorithms=get("auth_algorithm"),
+            audience=get("auth_audience"),
+            issuer=get("auth_issuer"),
+            leeway=get("auth_leeway"),
+            query_token=not get("auth_no_query_token"),
+            close_on_expiry=not get("auth_keep_expired"),
+        ),
+        rate_limits=RateLimitSettings(
+            max_message_rate=get("max_message_rate"),
+            max_byte_rate=get("max_byte_rate"),
+            burst=get("rate_burst"),
         ),
     )
     return settings.validate()

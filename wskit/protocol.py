@@ -277,6 +277,11 @@ class ServerProtocolMixin(ConnectionMixin):
     """
 
     app: Any = None
+    # The verified claims of the client's token (a wskit.auth.Identity); None with authentication off.
+    identity: Any = None
+    # The connection's admission and rate-limit state (wskit.guard.ConnectionGuard).
+    _guard: Any = None
+    _deny_headers: tuple[tuple[str, str], ...] = ()
 
     def _connectionMade(self) -> None:
         self.app = self.factory.app
@@ -284,11 +289,20 @@ class ServerProtocolMixin(ConnectionMixin):
         self.compress_threshold = self._compression_settings.threshold
         self.max_buffered_bytes = self.app.settings.limits.max_buffered_bytes
         super()._connectionMade()
+        guard = getattr(self.app, "guard", None)
+        if guard is not None:
+            self._guard = guard.attach(self, self.factory._timer_clock())
+
+    def _connectionLost(self, reason) -> None:
+        super()._connectionLost(reason)
+        if self._guard is not None:
+            self._guard.detach()
 
     def onConnect(self, request):
         try:
             return self._accept_handshake(request)
         except ConnectionDeny as deny:
+            self._deny_headers = getattr(deny, "headers", ())  # a 401's WWW-Authenticate
             # One structured line per refusal, so operators see who was turned away and why.
             self.log.info(
                 "wskit: refused peer={peer} status={status} origin={origin} path={path}: {reason}",
@@ -308,6 +322,8 @@ class ServerProtocolMixin(ConnectionMixin):
         self.app.origin_policy.check(
             request.origin, request.headers.get("host"), is_secure=self.factory.isSecure
         )
+        if self._guard is not None:
+            self.identity = self._guard.admit(request)  # per-address limit (503), token (401)
         try:
             name, entry = self.app.registry.select(
                 request.protocols, settings.default_subprotocol, settings.prefer
@@ -341,6 +357,12 @@ class ServerProtocolMixin(ConnectionMixin):
         self._call_handler("on_open")
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self._guard is not None:
+            self._guard.message(payload, isBinary, self._dispatch_message)  # rate limits
+        else:
+            self._dispatch_message(payload, isBinary)
+
+    def _dispatch_message(self, payload: bytes, isBinary: bool) -> None:
         self._call_handler("on_message", payload, isBinary)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
@@ -360,7 +382,7 @@ class ServerProtocolMixin(ConnectionMixin):
             f"Content-Length: {len(body)}\r\n"
             "Connection: close\r\n"
         )
-        for name, value in responseHeaders or ():
+        for name, value in (*(responseHeaders or ()), *self._deny_headers):
             response += f"{name}: {value}\r\n"
         self.sendData(response.encode("utf-8") + b"\r\n" + body)
 

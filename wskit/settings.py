@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from .errors import SettingsError
 
@@ -78,12 +78,15 @@ class LimitSettings:
     when another message is sent to it (a reply or a broadcast) is dropped as
     too slow a consumer (0 = no cap). ``max_connections`` (servers): refuse
     handshakes beyond this many connections with 503 (0 = no limit).
+    ``max_connections_per_ip`` (servers): refuse a handshake with 503 while
+    its peer's IP address already has this many connections open (0 = no limit).
     """
 
     max_message_size: int = 1 * MiB
     max_frame_size: int = 0
     max_connections: int = 0
     max_buffered_bytes: int = 4 * MiB
+    max_connections_per_ip: int = 0
 
     @property
     def effective_frame_size(self) -> int:
@@ -94,6 +97,8 @@ class LimitSettings:
             raise SettingsError("size limits must be >= 0")
         if self.max_connections < 0 or self.max_buffered_bytes < 0:
             raise SettingsError("max_connections and max_buffered_bytes must be >= 0")
+        if self.max_connections_per_ip < 0:
+            raise SettingsError("max_connections_per_ip must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,9 @@ class AppSettings:
       room's history goes with its last member).
     * ``room_ttl``: seconds an empty room's history is kept after its last
       activity (0 = until ``max_retained_rooms`` pushes it out).
+    * ``server_only_topics``: pubsub topics only the server publishes to
+      (patterns where ``*`` matches any characters); a client's publish to
+      one is refused with ``forbidden``, with or without authentication.
     """
 
     history_size: int = 50
@@ -163,13 +171,124 @@ class AppSettings:
     max_topics: int = 100_000
     max_retained_rooms: int = 1000
     room_ttl: float = 0.0
+    server_only_topics: tuple[str, ...] = ()
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):
-            if getattr(self, f.name) < 0:
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and value < 0:
                 raise SettingsError(f"{f.name} must be >= 0")
+        for pattern in self.server_only_topics:
+            if not isinstance(pattern, str) or not pattern:
+                raise SettingsError(f"server_only_topics must be non-empty strings, not {pattern!r}")
         if self.max_name_length < 1 or self.max_text_length < 1 or self.max_batch_size < 1:
             raise SettingsError("max_name_length, max_text_length and max_batch_size must be >= 1")
+
+
+# JWS algorithms a token may be verified with: HMAC ones take the shared
+# secret, the others the public key. "none" is never accepted.
+HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+PUBLIC_KEY_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                         "ES256", "ES384", "ES512", "EdDSA")
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Who may connect (a JWT at the handshake) and what they may do.
+
+    Authentication is on once a key is configured: ``secret`` (or
+    ``secret_file``) for HMAC tokens (HS256), ``public_key_file`` (PEM) for
+    RS256/ES256/EdDSA tokens; both may be given. A handshake without a valid
+    token is refused with HTTP 401. docs/security.md has the details.
+
+    * ``algorithms``: accepted JWS algorithms; empty means HS256 with a
+      secret plus the public key's own algorithm (RS256 for RSA, ES256/384/512
+      by curve, EdDSA). A token's ``alg`` outside this list is refused.
+    * ``audience``, ``issuer``: when set, the ``aud``/``iss`` claims must match.
+    * ``leeway``: seconds of clock skew allowed on ``exp`` and ``nbf``.
+    * ``required_claims``: claims a token must carry.
+    * ``query_token``: also take the token from the ``token`` query
+      parameter (browsers cannot set headers on a WebSocket).
+    * ``close_on_expiry``: close a connection with 1008 when its token's
+      ``exp`` passes (plus ``leeway``).
+    * ``authorize``: a policy hook ``(identity, action, target)`` returning a
+      bool, a Deferred, an asyncio future or a coroutine; it replaces the
+      check of the token's ``wskit`` claim (and also runs with no key
+      configured: ``identity`` is then None). Actions: ``join``,
+      ``subscribe``, ``publish``, ``call``.
+    """
+
+    secret: str | None = None
+    secret_file: str | None = None
+    public_key_file: str | None = None
+    algorithms: tuple[str, ...] = ()
+    audience: str | None = None
+    issuer: str | None = None
+    leeway: float = 30.0
+    required_claims: tuple[str, ...] = ("exp", "sub")
+    query_token: bool = True
+    close_on_expiry: bool = True
+    authorize: Callable[..., Any] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """True when handshakes must carry a valid token."""
+        return bool(self.secret or self.secret_file or self.public_key_file)
+
+    def validate(self) -> None:
+        if self.secret is not None and self.secret_file is not None:
+            raise SettingsError("give the HMAC secret once: --auth-secret or --auth-secret-file, not both")
+        if self.secret == "":
+            raise SettingsError("the auth secret must not be empty")
+        if self.leeway < 0:
+            raise SettingsError(f"auth leeway must be >= 0 seconds, not {self.leeway}")
+        if self.authorize is not None and not callable(self.authorize):
+            raise SettingsError("auth.authorize must be a callable (identity, action, target)")
+        has_secret = bool(self.secret or self.secret_file)
+        for alg in self.algorithms:
+            if alg in HMAC_ALGORITHMS:
+                if not has_secret:
+                    raise SettingsError(f"algorithm {alg} needs a shared secret (--auth-secret or --auth-secret-file)")
+            elif alg in PUBLIC_KEY_ALGORITHMS:
+                if not self.public_key_file:
+                    raise SettingsError(f"algorithm {alg} needs a public key (--auth-public-key)")
+            else:
+                raise SettingsError(f"unsupported token algorithm {alg!r} (supported: "
+                                    f"{', '.join(HMAC_ALGORITHMS + PUBLIC_KEY_ALGORITHMS)})")
+        if self.algorithms and not self.enabled:
+            raise SettingsError("token algorithms given without a key: add --auth-secret or --auth-public-key")
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    """Per-connection rate limits on what a client sends (token buckets).
+
+    * ``max_message_rate``: messages per second (0 = no limit).
+    * ``max_byte_rate``: message payload bytes per second (0 = no limit).
+    * ``burst``: seconds of the rate a quiet connection may send at once
+      (each bucket holds ``rate * burst``).
+
+    A connection over a rate stops being read until its bucket has refilled
+    (backpressure); one that gets more than a whole bucket ahead is closed
+    with 1008. docs/security.md explains the choice.
+    """
+
+    max_message_rate: float = 0.0
+    max_byte_rate: float = 0.0
+    burst: float = 2.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.max_message_rate or self.max_byte_rate)
+
+    def validate(self) -> None:
+        if self.max_message_rate < 0 or self.max_byte_rate < 0:
+            raise SettingsError("rate limits must be >= 0 (0 = no limit)")
+        if self.burst <= 0:
+            raise SettingsError(f"rate burst must be > 0 seconds, not {self.burst}")
+        if self.max_message_rate and self.max_message_rate * self.burst < 1:
+            raise SettingsError("max_message_rate x burst must allow at least one message "
+                                f"({self.max_message_rate} x {self.burst} s)")
 
 
 @dataclass(frozen=True)
@@ -195,6 +314,8 @@ class ServerSettings:
     timeouts: TimeoutSettings = field(default_factory=TimeoutSettings)
     tls: TLSSettings = field(default_factory=TLSSettings)
     apps: AppSettings = field(default_factory=AppSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     server_header: str = "wskit"
     # Seconds between demo ticks on pub/sub topic ticks.demo (0 = no ticker).
     ticker_interval: float = 1.0
@@ -236,6 +357,14 @@ class ServerSettings:
         self.timeouts.validate()
         self.tls.validate()
         self.apps.validate()
+        self.auth.validate()
+        self.rate_limits.validate()
+        byte_bucket = self.rate_limits.max_byte_rate * self.rate_limits.burst
+        if self.rate_limits.max_byte_rate and self.limits.max_message_size > byte_bucket:
+            raise SettingsError(
+                f"max_byte_rate x burst ({byte_bucket:g} bytes) must hold the largest message "
+                f"(max_message_size {self.limits.max_message_size}): raise --max-byte-rate or "
+                "--rate-burst, or lower --max-message-size")
         return self
 
 

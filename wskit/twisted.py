@@ -25,10 +25,11 @@ from twisted.application import service  # noqa: E402
 from twisted.internet import defer, endpoints  # noqa: E402
 from twisted.internet.interfaces import IPushProducer  # noqa: E402
 from twisted.python.failure import Failure  # noqa: E402
-from twisted.web import resource, server, static  # noqa: E402
+from twisted.web import http, resource, server, static  # noqa: E402
 from zope.interface import implementer  # noqa: E402
 
 from .app import WebSocketApp  # noqa: E402
+from .auth import redact_query_token  # noqa: E402
 from .errors import ListenError, check_tls_files, describe_listen_error  # noqa: E402
 from .protocol import (  # noqa: E402
     ClientFactoryMixin,
@@ -177,9 +178,15 @@ def build_site(app: WebSocketApp, protocol: type | None = None, reactor: Any = N
     parent.putChild(segments[-1], ws)
     # Until a request has arrived, the HTTP idle timeout is the opening-handshake
     # timeout: a client that connects and says nothing is dropped just as fast.
-    site = server.Site(root, timeout=settings.timeouts.open_handshake or None, reactor=reactor)
+    site = server.Site(root, timeout=settings.timeouts.open_handshake or None, reactor=reactor,
+                       logFormatter=_access_log_line)
     site.noisy = False
     return site
+
+
+def _access_log_line(timestamp: str, request: Any) -> str:
+    # Twisted's combined log format, without the value of a ?token= (docs/security.md).
+    return redact_query_token(http.combinedLogFormatter(timestamp, request))
 
 
 def server_endpoint(reactor: Any, settings: ServerSettings) -> Any:

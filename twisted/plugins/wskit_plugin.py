@@ -49,9 +49,10 @@ class WskitServiceMaker:
         values = {key.replace("-", "_"): value for key, value in options.items()}
         try:
             settings = server_settings(values)
+            # Building the app reads key files (--auth-secret-file, --auth-public-key).
+            return _twistd_service(settings)
         except SettingsError as exc:
             raise usage.UsageError(str(exc))
-        return _twistd_service(settings)
 
 
 def _twistd_service(settings):

@@ -12,6 +12,23 @@
   const TICKER_TOPIC = params.get("topic") || "ticks.demo";
   const SPARK_POINTS = 30;
 
+  // A server started with --auth-secret wants a token (see `wskit token`). Give it in the
+  // fragment, #token=...: a fragment never reaches the server, so the token stays out of
+  // HTTP access logs; it is then removed from the address bar. ?token= works too.
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  let TOKEN = fragment.get("token") || params.get("token") || "";
+  if (fragment.has("token") || params.has("token")) {
+    params.delete("token");
+    const query = params.toString();
+    history.replaceState(null, "", location.pathname + (query ? "?" + query : ""));
+  }
+
+  // Browsers cannot set headers on a WebSocket: the token travels as ?token= on its URL.
+  function endpointUrl() {
+    if (!TOKEN) return ENDPOINT;
+    return ENDPOINT + (ENDPOINT.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(TOKEN);
+  }
+
   const $ = (id) => document.getElementById(id);
   const el = (tag, cls, text) => {
     const node = document.createElement(tag);
@@ -42,7 +59,10 @@
   }
 
   function closeText(ev) {
-    if (ev.code === 1006) return "connection lost (1006): the server refused or dropped it";
+    if (ev.code === 1006) {
+      return "connection lost (1006): the server refused or dropped it" +
+        (TOKEN ? " (is the token valid?)" : " (does it want a token? paste one above)");
+    }
     return "closed (" + ev.code + (ev.reason ? ": " + ev.reason : "") + ")";
   }
 
@@ -157,7 +177,7 @@
     return new Promise((resolve, reject) => {
       if (chat.ws && chat.ws.readyState === WebSocket.OPEN) return resolve(chat.ws);
       chatStatus("Connecting to " + ENDPOINT + "…");
-      const ws = new WebSocket(ENDPOINT, [CHAT_PROTOCOL]);
+      const ws = new WebSocket(endpointUrl(), [CHAT_PROTOCOL]);
       chat.ws = ws;
       ws.onopen = () => {
         showNegotiated(ws, "chat");
@@ -286,7 +306,7 @@
   }
 
   function tickerConnect() {
-    const ws = new WebSocket(ENDPOINT, [PUBSUB_PROTOCOL]);
+    const ws = new WebSocket(endpointUrl(), [PUBSUB_PROTOCOL]);
     ticker.ws = ws;
     tickerStatus("connecting…");
     ws.onopen = () => {
@@ -325,7 +345,28 @@
     const query = new URLSearchParams({ room: roomInput.value.trim() || "lobby" });
     if (params.get("ws")) query.set("ws", params.get("ws"));
     query.set("autojoin", "");
-    window.open(location.pathname + "?" + query.toString(), "_blank");
+    const fragment = TOKEN ? "#token=" + encodeURIComponent(TOKEN) : "";
+    window.open(location.pathname + "?" + query.toString() + fragment, "_blank");
+  });
+
+  // ---------------------------------------------------------------- token
+
+  const tokenInput = $("token");
+  tokenInput.value = TOKEN;
+  function showTokenHint() {
+    $("nick-hint").hidden = !TOKEN;
+  }
+  showTokenHint();
+  $("token-form").addEventListener("submit", (ev) => ev.preventDefault());
+  tokenInput.addEventListener("change", () => {
+    TOKEN = tokenInput.value.trim();
+    showTokenHint();
+    // Reconnect both panels with the new token.
+    if (chat.ws) chat.ws.close(1000);
+    if (ticker.ws) {
+      ticker.retry = 100;
+      ticker.ws.close(1000);
+    }
   });
 
   tickerConnect();

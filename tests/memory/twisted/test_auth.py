@@ -1,0 +1,3 @@
+"""The authentication, permission and abuse-limit cases (tests/memory/auth_cases.py) on the twisted backend."""
+
+from memory.auth_cases import *  # noqa: F401,F403
