@@ -343,6 +343,58 @@ class ServerProtocolMixin(ConnectionMixin):
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self._call_handler("on_message", payload, isBinary)
 
+    # -- the end of the closing handshake ------------------------------------
+
+    # True while Autobahn handles a close frame from the peer (see dropConnection).
+    _answering_close = False
+    # The abort that ends a graceful TCP close the peer does not let finish.
+    _drop_fallback: Any = None
+    _transport_gone = False
+
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> Any:
+        self._answering_close = True
+        try:
+            return super().onCloseFrame(code, reasonRaw)
+        finally:
+            self._answering_close = False
+
+    def dropConnection(self, abort: bool = False) -> None:
+        # Once both close frames have been exchanged, Autobahn's server drops
+        # TCP with an abort, which discards whatever the transport still holds.
+        # When the peer's close frame was invalid, our answer (1002, or 1007 for
+        # a reason that is not UTF-8) was queued a moment before: Twisted writes
+        # on the next reactor turn, so the peer got a TCP reset instead of the
+        # close frame. After a closing handshake, close TCP once our bytes are
+        # out; a peer that never takes them is aborted at the close timeout.
+        if abort and self._answering_close and self.wasClean:
+            abort = False
+        dropping = self.state != self.STATE_CLOSED
+        super().dropConnection(abort)
+        if dropping and not abort:
+            self._arm_drop_fallback()
+
+    def _arm_drop_fallback(self) -> None:
+        timeout = self.closeHandshakeTimeout
+        if timeout and self._drop_fallback is None and not self._transport_gone:
+            self._drop_fallback = self.factory._batched_timer.call_later(timeout, self._drop_fallback_due)
+
+    def _drop_fallback_due(self) -> None:
+        self._drop_fallback = None
+        if not self._transport_gone and self.transport is not None:
+            self.log.info(
+                "wskit: aborting {peer}: our last bytes not taken within {timeout} s of closing",
+                peer=self.peer,
+                timeout=self.closeHandshakeTimeout,
+            )
+            self._closeConnection(abort=True)
+
+    def _connectionLost(self, reason) -> None:
+        self._transport_gone = True
+        if self._drop_fallback is not None:
+            self._drop_fallback.cancel()
+            self._drop_fallback = None
+        super()._connectionLost(reason)
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.handler is not None:
             self._log_close(wasClean, code, reason)
@@ -534,6 +586,8 @@ def common_protocol_options(settings: ServerSettings | ClientSettings) -> dict[s
         autoPingTimeout=timeouts.auto_ping_timeout,
         # Send a close frame with the reason (1002/1007/1009) before dropping.
         failByDrop=False,
+        # Answer a close frame with its own code (RFC 6455 5.5.1), not always 1000.
+        echoCloseCodeReason=True,
     )
 
 

@@ -303,6 +303,78 @@ def test_fragmented_control_frame_closes_with_1002(tier):
     assert conn.close_frame().close_code == 1002
 
 
+# -- 4b. close frames from the peer ------------------------------------------------------
+
+
+def _close_payload(code=None, reason=b""):
+    return (b"" if code is None else code.to_bytes(2, "big")) + reason
+
+
+INVALID_CLOSE_FRAMES = [
+    # (what the peer sends as the close payload, the code we answer with)
+    *((_close_payload(code), 1002) for code in (0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535)),
+    (b"\x03", 1002),  # a 1-byte payload: half a code
+    (_close_payload(1000, b"x" * 124), 1002),  # 126 bytes: over the 125-byte control frame limit
+    (_close_payload(1000, b"bad \xff\xfe"), 1007),  # the reason is not UTF-8
+    (_close_payload(1000, "é".encode()[:1]), 1007),  # the reason ends mid-character
+]
+
+
+def test_invalid_close_frames_are_answered_with_a_close_frame_then_a_clean_tcp_close(tier):
+    for payload, answer in INVALID_CLOSE_FRAMES:
+        _factory, conn = open_echo(tier, timeouts=TimeoutSettings(auto_ping_interval=0))
+        conn.send(f.frame(f.CLOSE, payload))
+        close = conn.close_frame()
+        assert close.close_code == answer, (payload, close)
+        tier.settle()
+        # Closed after our close frame went out: an abort would throw it away unsent
+        # (a TCP reset where the peer should read 1002/1007).
+        assert conn.closed_by_us and conn.lost, payload
+        assert not conn.aborted, f"aborted after the invalid close frame {payload!r}"
+
+
+def test_a_valid_close_code_is_echoed(tier):
+    for code, reason in ((1000, ""), (1001, "going away"), (1003, ""), (1011, ""), (1012, ""), (3000, "bye"),
+                         (4000, ""), (4999, "last")):
+        _factory, conn = open_echo(tier, timeouts=TimeoutSettings(auto_ping_interval=0))
+        conn.send(f.close(code, reason))
+        close = conn.close_frame()
+        assert (close.close_code, close.close_reason) == (code, reason)
+        tier.settle()
+        assert conn.lost and not conn.aborted and conn.proto.wasClean
+    line = tier.log_lines("wskit: close ")[-1]
+    assert "code=4999 clean=True" in line.text
+
+
+def test_a_close_frame_without_a_code_is_answered_without_one(tier):
+    _factory, conn = open_echo(tier, timeouts=TimeoutSettings(auto_ping_interval=0))
+    conn.send(f.close(None))
+    assert conn.close_frame().payload == b""  # no code received: none to echo (1005 may not be sent)
+    tier.settle()
+    assert conn.lost and not conn.aborted
+
+
+def test_the_answer_to_our_close_ends_with_a_clean_tcp_close(tier):
+    _factory, conn = open_echo(tier, timeouts=TimeoutSettings(close_handshake=2, auto_ping_interval=0))
+    conn.proto.close(1001, "shutting down")
+    conn.close_frame()
+    conn.send(f.close(1001))
+    tier.settle()
+    assert conn.lost and not conn.aborted and conn.proto.wasClean
+
+
+def test_a_peer_that_never_reads_after_the_close_is_aborted_at_the_close_timeout(tier):
+    _factory, conn = open_echo(tier, timeouts=TimeoutSettings(close_handshake=2, auto_ping_interval=0))
+    conn.hold_close()  # our close is queued behind bytes the peer never reads
+    conn.send(f.close(1000))
+    assert conn.close_frame().close_code == 1000
+    assert conn.closed_by_us and not conn.lost
+    tier.advance(1)
+    assert not conn.lost
+    tier.advance(1.5)
+    assert conn.aborted and conn.lost
+
+
 # -- 5. ping/pong and timeouts on the fake clock ------------------------------------------
 
 

@@ -45,6 +45,7 @@ class MemoryTransport(StringTransport):
         self.aborted = False
         self.lost = False
         self.reading = True
+        self.held = False  # the peer reads nothing: loseConnection never completes
 
     def write(self, data: bytes) -> None:
         if not self.aborted and not self.lost:
@@ -53,7 +54,8 @@ class MemoryTransport(StringTransport):
     def loseConnection(self) -> None:
         if not self.disconnecting:
             self.disconnecting = True
-            self.reactor.callLater(0, self._lose, ConnectionDone("closed"))
+            if not self.held:
+                self.reactor.callLater(0, self._lose, ConnectionDone("closed"))
 
     def abortConnection(self) -> None:
         if not self.aborted:
@@ -117,6 +119,9 @@ class TwistedConnection(MemoryConnection):
     def peer_disconnects(self) -> None:
         self.transport._lose(ConnectionLost("peer went away"))
         self.tier.settle()
+
+    def hold_close(self) -> None:
+        self.transport.held = True
 
     @property
     def reading_paused(self) -> bool:
