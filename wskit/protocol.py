@@ -42,6 +42,9 @@ TIMER_CHUNK_SIZE = 1000
 # How long a shutdown waits for closing handshakes beyond the close-handshake
 # timeout: Autobahn drops a silent peer when that timeout's bucket fires.
 CLOSE_GRACE_SECONDS = 2 * TIMER_BUCKET_SECONDS
+# How long a shutdown waits, after aborting the connections that outlived its
+# deadline, for their transports to report the loss (one loop turn, normally).
+ABORT_GRACE_SECONDS = 1.0
 ALLOWED_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
 
 
@@ -69,6 +72,8 @@ class ConnectionMixin:
     _drain_waiters: list[Any] | None = None
     # The permessage-deflate negotiation's outcome (wskit.deflate.DeflateAgreement), once negotiated.
     _deflate_agreement = None
+    # The transport has reported the connection lost.
+    _transport_gone = False
 
     # -- Connection API ------------------------------------------------
 
@@ -145,9 +150,12 @@ class ConnectionMixin:
         self.sendCloseFrame(code=code, reasonUtf8=reason_utf8, isReply=False)
 
     def abort(self) -> None:
-        """Drop the TCP connection now, without a closing handshake."""
+        """Drop the TCP connection now, without a closing handshake (or without
+        waiting any longer for a graceful TCP close to finish)."""
         if self.state != self.STATE_CLOSED:
             self.dropConnection(abort=True)
+        elif not self._transport_gone and self.transport is not None:
+            self._closeConnection(abort=True)
 
     def when_writable(self) -> Any:
         """A future that fires with True once the transport can take more bytes
@@ -204,6 +212,7 @@ class ConnectionMixin:
         super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
 
     def _connectionLost(self, reason) -> None:
+        self._transport_gone = True
         super()._connectionLost(reason)
         self._wake_drain_waiters(False)
 
@@ -277,8 +286,11 @@ class ServerProtocolMixin(ConnectionMixin):
     """
 
     app: Any = None
+    # Fires once the transport is gone and on_close has run (the close line is logged).
+    is_gone: Any = None
 
     def _connectionMade(self) -> None:
+        self.is_gone = txaio.create_future()
         self.app = self.factory.app
         self._compression_settings = self.app.settings.compression
         self.compress_threshold = self._compression_settings.threshold
@@ -349,7 +361,6 @@ class ServerProtocolMixin(ConnectionMixin):
     _answering_close = False
     # The abort that ends a graceful TCP close the peer does not let finish.
     _drop_fallback: Any = None
-    _transport_gone = False
 
     def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> Any:
         self._answering_close = True
@@ -389,11 +400,15 @@ class ServerProtocolMixin(ConnectionMixin):
             self._closeConnection(abort=True)
 
     def _connectionLost(self, reason) -> None:
-        self._transport_gone = True
         if self._drop_fallback is not None:
             self._drop_fallback.cancel()
             self._drop_fallback = None
         super()._connectionLost(reason)
+        # Autobahn resolves is_closed when it drops the connection, a loop turn
+        # before the transport reports the loss and onClose logs the close line;
+        # a shutdown that waited for is_closed stopped the loop in between.
+        if self.is_gone is not None and not txaio.is_called(self.is_gone):
+            txaio.resolve(self.is_gone, self)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.handler is not None:
@@ -479,7 +494,13 @@ def split_ws_url(url: str) -> tuple[str, int, bool]:
 
 
 def closing_deadline(settings: ServerSettings) -> float:
-    """Seconds a server shutdown waits for its connections' closing handshakes."""
+    """Seconds a server shutdown waits for its connections' closing handshakes.
+
+    Autobahn drops a peer that has not answered by the close-handshake timeout;
+    a connection still there at this deadline is aborted
+    (:meth:`WebSocketApp.abort_all`), and the shutdown then waits at most
+    :data:`ABORT_GRACE_SECONDS` more for the transports to report the loss.
+    """
     return settings.timeouts.close_handshake + CLOSE_GRACE_SECONDS
 
 

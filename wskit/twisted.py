@@ -31,6 +31,7 @@ from zope.interface import implementer  # noqa: E402
 from .app import WebSocketApp  # noqa: E402
 from .errors import ListenError, check_tls_files, describe_listen_error  # noqa: E402
 from .protocol import (  # noqa: E402
+    ABORT_GRACE_SECONDS,
     ClientFactoryMixin,
     ClientProtocolMixin,
     ServerFactoryMixin,
@@ -288,17 +289,33 @@ class WebSocketService(service.Service):
         return d
 
     def stopService(self) -> defer.Deferred:
-        """Stop listening, close every connection with 1001 and wait for the closing
-        handshakes (at most the close-handshake timeout) so the close frames reach peers."""
+        """Stop listening, close every connection with 1001 and wait until each is gone
+        and its close line logged, so the close frames reach peers and no line is lost
+        when the reactor stops.
+
+        A peer that has not answered by the close-handshake timeout is dropped
+        by then; whatever is left at :func:`closing_deadline` is aborted and
+        waited for a moment more.
+        """
         super().stopService()
         self.app.stop()
         stopped = defer.maybeDeferred(self.port.stopListening) if self.port is not None else defer.succeed(None)
-        closing = self.app.close_all()
-        if not closing:
+        gone = self.app.close_all()
+        if not gone:
             return stopped
-        done = defer.DeferredList([stopped, *closing], consumeErrors=True)
-        timer = self._get_reactor().callLater(closing_deadline(self.settings), done.cancel)
-        done.addBoth(lambda _: timer.cancel() if timer.active() else None)
+        reactor = self._get_reactor()
+        done = defer.DeferredList([stopped, *gone], consumeErrors=True)
+        deadline = closing_deadline(self.settings)
+        timers = [reactor.callLater(deadline, self.app.abort_all),
+                  reactor.callLater(deadline + ABORT_GRACE_SECONDS, done.cancel)]
+
+        def cancel_timers(result: Any) -> Any:
+            for timer in timers:
+                if timer.active():
+                    timer.cancel()
+            return result
+
+        done.addBoth(cancel_timers)
         return done
 
 

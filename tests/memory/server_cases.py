@@ -607,6 +607,49 @@ def test_close_all_futures_fire_when_peers_never_answer(tier):
     assert all(c.lost for c in conns)
 
 
+def test_close_all_futures_fire_only_once_the_close_line_is_logged(tier):
+    import txaio
+
+    factory = tier.server(memory_settings(timeouts=TimeoutSettings(close_handshake=2, auto_ping_interval=0)))
+    answers, silent, unread = (tier.connect(factory) for _ in range(3))
+    for conn in (answers, silent, unread):
+        conn.open()
+    unread.hold_close()
+    unread.send(f.close(1000))  # answered and dropped, but the transport still holds our close frame
+    assert unread.closed_by_us and not unread.lost
+    gone = factory.app.close_all()
+    assert len(gone) == 3  # the closing connection is waited for too
+    logged_when_fired = []
+    for future in gone:
+        txaio.add_callbacks(future, lambda _: logged_when_fired.append(len(tier.log_lines("wskit: close "))), None)
+    answers.send(f.close(1001))
+    tier.settle()
+    assert logged_when_fired == [1]
+    tier.advance(3)  # the close-handshake timeout drops the silent peer and the one that never reads
+    # The k-th future to fire finds at least k close lines (asyncio runs callbacks a turn later).
+    assert len(logged_when_fired) == 3
+    assert all(logged >= k for k, logged in enumerate(logged_when_fired, 1)), logged_when_fired
+    assert all(tier.is_done(future) for future in gone)
+    assert factory.app.connections == set()
+
+
+def test_abort_all_ends_connections_that_outlive_a_shutdown(tier):
+    factory = tier.server(memory_settings(timeouts=TimeoutSettings(close_handshake=0, auto_ping_interval=0)))
+    silent, unread = tier.connect(factory), tier.connect(factory)
+    silent.open()
+    unread.open()
+    unread.hold_close()
+    unread.send(f.close(1000))
+    gone = factory.app.close_all()
+    tier.advance(60)  # no close timeout: nothing ends them by itself
+    assert not any(tier.is_done(future) for future in gone)
+    assert factory.app.abort_all() == 2
+    tier.settle()
+    assert all(tier.is_done(future) for future in gone)
+    assert silent.aborted and unread.aborted
+    assert len(tier.log_lines("wskit: close ")) == 2
+
+
 # -- permessage-deflate ---------------------------------------------------------------------
 
 
