@@ -12,7 +12,7 @@ from typing import Any
 from .compression import check_codecs
 from .hub import Hub, InProcessHub
 from .negotiation import SubprotocolRegistry
-from .origin import OriginPolicy
+from .origin import HostPolicy, OriginPolicy
 from .settings import ServerSettings
 
 # What a WebSocketApp serves when given no registry: the shipped subprotocols.
@@ -54,6 +54,9 @@ class WebSocketApp:
             self.settings = self.settings.replace(default_subprotocol=None)
         self.registry = registry
         self.origin_policy = OriginPolicy(self.settings.allowed_origins)
+        # An endpoint string may listen anywhere: then the bind address is unknown.
+        bind = None if self.settings.endpoint else self.settings.host
+        self.host_policy = HostPolicy(self.settings.allowed_hosts, bind_host=bind)
         self.connections: set[Any] = set()
         self._started = False
 

@@ -55,6 +55,9 @@ SERVER_OPTIONS: tuple[Option, ...] = (
            "the server's"),
     Option("allow-origin", str, None, "allow browser pages from this origin (repeatable; '*' allows all; "
            "wildcards like https://*.example.com)", repeatable=True, metavar="ORIGIN"),
+    Option("allow-host", str, None, "answer requests naming this host (repeatable; wildcards like "
+           "*.example.com; '*' allows any); loopback names and the --host address are always allowed",
+           repeatable=True, metavar="NAME"),
     Option("static-dir", str, None, "serve this folder at / instead of the demo page", metavar="DIR"),
     Option("no-static", None, False, "do not serve the demo page at /"),
     Option("max-message-size", int, _L.max_message_size, "largest message accepted, bytes "
@@ -63,7 +66,12 @@ SERVER_OPTIONS: tuple[Option, ...] = (
            "(0 = max message size)", metavar="BYTES"),
     Option("max-connections", int, _L.max_connections, "refuse handshakes beyond this many "
            "connections with 503 (0 = no limit)", metavar="N"),
-    Option("open-timeout", float, _T.open_handshake, "seconds allowed for the opening handshake",
+    Option("max-request-size", int, _L.max_request_size, "largest HTTP request head, bytes; larger "
+           "requests get 431 (0 = no limit)", metavar="BYTES"),
+    Option("max-headers", int, _L.max_headers, "most header lines in an HTTP request; more get 431 "
+           "(0 = no limit)", metavar="N"),
+    Option("open-timeout", float, _T.open_handshake, "seconds from connecting to a completed opening "
+           "handshake, however slowly the client sends (0 = no limit)",
            metavar="SECONDS"),
     Option("close-timeout", float, _T.close_handshake, "seconds allowed for the closing handshake",
            metavar="SECONDS"),
@@ -146,6 +154,7 @@ def server_settings(values: dict[str, Any]) -> ServerSettings:
         default_subprotocol=None if default_protocol in (None, "none") else default_protocol,
         prefer="client" if get("prefer_client") else "server",
         allowed_origins=get("allow_origin"),
+        allowed_hosts=get("allow_host"),
         static_dir=get("static_dir"),
         serve_static=not get("no_static"),
         compression=CompressionSettings(
@@ -164,6 +173,8 @@ def server_settings(values: dict[str, Any]) -> ServerSettings:
             max_frame_size=get("max_frame_size"),
             max_connections=get("max_connections"),
             max_buffered_bytes=get("max_buffered_bytes"),
+            max_request_size=get("max_request_size"),
+            max_headers=get("max_headers"),
         ),
         timeouts=TimeoutSettings(
             open_handshake=get("open_timeout"),

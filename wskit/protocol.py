@@ -30,6 +30,7 @@ from .compression import (
     tune_extension,
 )
 from .errors import HandshakeError
+from .handshake import Refusal, RequestHead, read_request_head, refusal_response, request_refusal
 from .logs import log_failure
 from .negotiation import NegotiationError
 from .settings import ClientSettings, ServerSettings, SettingsError
@@ -296,21 +297,59 @@ class ServerProtocolMixin(ConnectionMixin):
         self.compress_threshold = self._compression_settings.threshold
         self.max_buffered_bytes = self.app.settings.limits.max_buffered_bytes
         super()._connectionMade()
+        deadline = self.factory.takeover_deadline
+        if deadline is not None and self.openHandshakeTimeoutCall is not None:
+            # A twisted.web Site read the request before handing the connection
+            # over: the opening handshake's deadline counts from when the client
+            # connected, not from now.
+            self.openHandshakeTimeoutCall.cancel()
+            self.openHandshakeTimeoutCall = self.factory._batched_timer.call_later(
+                max(0.0, deadline - self.factory.seconds()), self.onOpenHandshakeTimeout
+            )
+
+    # -- the request, before Autobahn parses it ----------------------------------
+
+    # The request head passed wskit's checks; Autobahn parses it next.
+    _head_screened = False
+
+    def processHandshake(self) -> None:
+        # Autobahn buffers everything until the blank line ending the head and
+        # then parses it: measure and check the head first (wskit.handshake),
+        # so an endless header line or a flood of headers is refused at the limit.
+        if not self._head_screened:
+            limits = self.app.settings.limits
+            head = read_request_head(self.data, limits.max_request_size, limits.max_headers)
+            if head is None:
+                return  # incomplete, within the limits: wait for more
+            refusal = head if isinstance(head, Refusal) else request_refusal(head, self.factory.host_policy)
+            if refusal is not None:
+                self._refuse(refusal, head if isinstance(head, RequestHead) else None)
+                return
+            self._head_screened = True
+        super().processHandshake()
+
+    def _refuse(self, refusal: Refusal, head: RequestHead | None = None) -> None:
+        self._log_refusal(refusal.status, refusal.reason,
+                          head.header("origin") if head else None, head.target if head else None)
+        self.failHandshake(refusal.reason, refusal.status, list(refusal.headers))
+
+    def _log_refusal(self, status: int, reason: str, origin: str | None, path: str | None) -> None:
+        # One structured line per refusal, so operators see who was turned away and why.
+        self.log.info(
+            "wskit: refused peer={peer} status={status} origin={origin} path={path}: {reason}",
+            peer=self.peer,
+            status=status,
+            origin=origin or "-",
+            path=path or "-",
+            reason=reason,
+            wskit_event="refused",
+        )
 
     def onConnect(self, request):
         try:
             return self._accept_handshake(request)
         except ConnectionDeny as deny:
-            # One structured line per refusal, so operators see who was turned away and why.
-            self.log.info(
-                "wskit: refused peer={peer} status={status} origin={origin} path={path}: {reason}",
-                peer=self.peer,
-                status=deny.code,
-                origin=request.origin or "-",
-                path=request.path,
-                reason=deny.reason,
-                wskit_event="refused",
-            )
+            self._log_refusal(deny.code, deny.reason, request.origin, request.path)
             raise
 
     def _accept_handshake(self, request):
@@ -418,18 +457,9 @@ class ServerProtocolMixin(ConnectionMixin):
             self.handler = None
 
     def sendHttpErrorResponse(self, code, reason, responseHeaders=None) -> None:
-        # Autobahn answers a refused handshake with a bare status line; say why in a body too.
-        reason = " ".join(str(reason).split())
-        body = (reason + "\n").encode("utf-8")
-        response = (
-            f"HTTP/1.1 {code} {reason}\r\n"
-            "Content-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            "Connection: close\r\n"
-        )
-        for name, value in responseHeaders or ():
-            response += f"{name}: {value}\r\n"
-        self.sendData(response.encode("utf-8") + b"\r\n" + body)
+        # Autobahn answers a refused handshake with a bare status line; say why in a
+        # body too, both bounded (a reason may quote what the client sent).
+        self.sendData(refusal_response(code, str(reason), responseHeaders or (), self.app.settings.server_header))
 
     def sendServerStatus(self, redirectUrl=None, redirectAfter=0) -> None:
         # A plain HTTP request (no Upgrade) reached the WebSocket protocol.
@@ -550,6 +580,7 @@ class FactoryMixin:
         # on Twisted). Bind it to the reactor or loop this factory was given,
         # so a connection can be driven on a fake clock.
         seconds, call_later = self._timer_clock()
+        self.seconds = seconds
         self._batched_timer = BatchedTimer(
             TIMER_BUCKET_SECONDS * 1000.0, TIMER_CHUNK_SIZE,
             seconds_provider=seconds, delayed_call_creator=call_later,
@@ -570,6 +601,11 @@ class ServerFactoryMixin(FactoryMixin):
     app: Any = None
     # False when a twisted.web Site has already routed the request to us.
     check_path = True
+    # Which Host names requests may carry (wskit.origin.HostPolicy).
+    host_policy: Any = None
+    # Set by a twisted.web Site while it hands a connection over: when (on this
+    # factory's clock) the connection's opening handshake must be complete.
+    takeover_deadline: float | None = None
 
     def __init__(self, app: Any = None, *, settings: ServerSettings | None = None,
                  protocol: type | None = None, **loop: Any):
@@ -586,10 +622,17 @@ class ServerFactoryMixin(FactoryMixin):
     def _configure(self, app: Any) -> None:
         settings: ServerSettings = app.settings
         self.app = app
+        self.host_policy = app.host_policy
         limits, compression = settings.limits, settings.compression
         self.setProtocolOptions(
             maxConnections=limits.max_connections,
             perMessageCompressionAccept=make_server_accept(compression, limits.max_message_size),
+            # RFC 6455 only (Autobahn also speaks the Hybi drafts' version 8).
+            versions=[13],
+            # Origins are wskit's to judge (OriginPolicy): without this, every
+            # setProtocolOptions call makes Autobahn refuse "Origin: null" itself
+            # with a bare 400.
+            allowNullOrigin=True,
             **common_protocol_options(settings),
         )
         self.server = settings.server_header

@@ -16,6 +16,7 @@ from .errors import SettingsError
 Backend = Literal["twisted", "asyncio"]
 BACKENDS: tuple[str, ...] = ("twisted", "asyncio")
 
+KiB = 1024
 MiB = 1024 * 1024
 
 
@@ -78,12 +79,18 @@ class LimitSettings:
     when another message is sent to it (a reply or a broadcast) is dropped as
     too slow a consumer (0 = no cap). ``max_connections`` (servers): refuse
     handshakes beyond this many connections with 503 (0 = no limit).
+    ``max_request_size`` and ``max_headers`` (servers): an HTTP request whose
+    head (request line and header lines) is larger than this many bytes, or
+    has more header lines, is refused with 431 as soon as that is known; no
+    more than that is buffered (0 = no limit, not recommended).
     """
 
     max_message_size: int = 1 * MiB
     max_frame_size: int = 0
     max_connections: int = 0
     max_buffered_bytes: int = 4 * MiB
+    max_request_size: int = 16 * KiB
+    max_headers: int = 100
 
     @property
     def effective_frame_size(self) -> int:
@@ -94,6 +101,11 @@ class LimitSettings:
             raise SettingsError("size limits must be >= 0")
         if self.max_connections < 0 or self.max_buffered_bytes < 0:
             raise SettingsError("max_connections and max_buffered_bytes must be >= 0")
+        if self.max_request_size < 0 or self.max_headers < 0:
+            raise SettingsError("max_request_size and max_headers must be >= 0")
+        if 0 < self.max_request_size < 256:
+            raise SettingsError(f"max_request_size must be 0 (no limit) or at least 256 bytes, "
+                                f"not {self.max_request_size}")
 
 
 @dataclass(frozen=True)
@@ -188,6 +200,8 @@ class ServerSettings:
     default_subprotocol: str | None = "wskit.echo"
     prefer: Literal["server", "client"] = "server"
     allowed_origins: tuple[str, ...] = ()
+    # Host names (besides loopback and the bind address) this server answers to; see wskit.origin.HostPolicy.
+    allowed_hosts: tuple[str, ...] = ()
     static_dir: str | None = None
     serve_static: bool = True
     compression: CompressionSettings = field(default_factory=CompressionSettings)

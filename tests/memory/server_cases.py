@@ -125,6 +125,208 @@ def test_plain_get_without_upgrade_gets_426(tier):
     assert conn.lost
 
 
+# -- 1b. the request itself: limits, syntax, versions, Host ---------------------------------
+
+KEY = f.SAMPLE_KEY
+
+
+def raw_request(request_line="GET /ws HTTP/1.1", host="127.0.0.1:9000", version="13", extra=()) -> bytes:
+    """An upgrade request with full control over every line (``extra``: raw header lines)."""
+    lines = [request_line, *(([f"Host: {host}"]) if host is not None else []), "Upgrade: websocket",
+             "Connection: Upgrade", f"Sec-WebSocket-Key: {KEY}"]
+    if version is not None:
+        lines.append(f"Sec-WebSocket-Version: {version}")
+    return ("\r\n".join([*lines, *extra]) + "\r\n\r\n").encode("latin-1")
+
+
+# (name, request bytes, status, text the body must contain, headers the answer must carry)
+REFUSED_REQUESTS = [
+    ("head over 16 KiB", raw_request(extra=[f"X-Long: {'a' * 17000}"]), 431,
+     "request head larger than 16384 bytes", {}),
+    ("101 headers", raw_request(extra=[f"X-{i}: v" for i in range(101 - 5)]), 431,
+     "more than 100 header fields", {}),
+    ("NUL in a value", raw_request(extra=["X-A: a\x00b"]), 400, "control character in header field X-A", {}),
+    ("control character in a value", raw_request(extra=["X-A: a\x01b"]), 400,
+     "control character in header field X-A", {}),
+    ("DEL in a value", raw_request(extra=["X-A: a\x7fb"]), 400, "control character", {}),
+    ("NUL in a name", raw_request(extra=["X-\x00A: b"]), 400, "malformed header field", {}),
+    ("space before the colon", raw_request(extra=["X-A : b"]), 400, "malformed header field", {}),
+    ("a line without a colon", raw_request(extra=["just words"]), 400, "malformed header field", {}),
+    ("obsolete line folding", raw_request(extra=["X-A: a", " folded"]), 400, "obsolete line folding", {}),
+    ("malformed request line", raw_request("GET /ws  HTTP/1.1"), 400, "malformed request line", {}),
+    ("HTTP/1.0", raw_request("GET /ws HTTP/1.0"), 505, "a WebSocket handshake needs HTTP/1.1, not HTTP/1.0", {}),
+    ("WebSocket version 8", raw_request(version="8"), 426, "unsupported WebSocket version 8 (this server speaks 13)",
+     {"sec-websocket-version": "13"}),
+    ("WebSocket version 14", raw_request(version="14"), 426, "unsupported WebSocket version 14",
+     {"sec-websocket-version": "13"}),
+    ("DNS rebinding", raw_request(host="evil.example:9000", extra=["Origin: http://evil.example:9000"]), 403,
+     "host evil.example not allowed", {}),
+    ("foreign Host, no Origin", raw_request(host="evil.example"), 403, "--allow-host evil.example", {}),
+    ("two Host headers", raw_request(extra=["Host: 127.0.0.1:9000"]), 400, "more than one Host header", {}),
+    ("Origin: null", raw_request(extra=["Origin: null"]), 403, "origin null not allowed", {}),
+]
+
+
+def assert_refused(head, status, text, headers):
+    assert head.status == status, (head.start_line, head.body)
+    body = head.body.decode()
+    assert text in body, body
+    assert text in head.start_line  # the reason is in the status line too
+    assert head.header("content-type").startswith("text/plain")
+    for name, value in headers.items():
+        assert head.header(name) == value, head.headers
+
+
+def test_refused_requests_get_their_status_and_a_body(tier):
+    factory = tier.server()
+    for name, request, status, text, headers in REFUSED_REQUESTS:
+        conn = tier.connect(factory)
+        conn.send(request)
+        head = conn.head()
+        assert head is not None, f"{name}: no answer"
+        assert_refused(head, status, text, headers)
+        tier.settle()
+        assert conn.closed_by_us and conn.lost, name
+        assert conn.proto.handler is None, name
+    refused = tier.log_lines("wskit: refused")
+    assert len(refused) == len(REFUSED_REQUESTS)
+    if tier.structured_logs:
+        assert {line.event for line in refused} == {"refused"}
+
+
+def test_an_endless_header_line_is_refused_at_the_limit_without_buffering_more(tier):
+    factory = tier.server(memory_settings(limits=LimitSettings(max_request_size=1024)))
+    conn = tier.connect(factory)
+    conn.send(b"GET /ws HTTP/1.1\r\nX-Endless: ")
+    for _ in range(10):
+        conn.send(b"a" * 100)
+    head = conn.head()
+    assert head.status == 431 and "request head larger than 1024 bytes" in head.body.decode()
+    assert len(conn.proto.data) <= 1024 + 100  # the limit, plus the read that passed it
+    tier.settle()
+    assert conn.lost
+
+
+def test_requests_at_the_limits_are_accepted(tier):
+    factory = tier.server(memory_settings(limits=LimitSettings(max_request_size=1024, max_headers=10)))
+    request = raw_request(extra=[f"X-{i}: v" for i in range(10 - 5)])  # Host, Upgrade, ... : 10 in all
+    conn = tier.connect(factory)
+    conn.send(request)
+    assert conn.head().status == 101
+    padding = 1024 - len(raw_request(extra=["X-Pad: "]))
+    exact = raw_request(extra=["X-Pad: " + "p" * padding])
+    assert len(exact) == 1024
+    conn = tier.connect(factory)
+    conn.send(exact)
+    assert conn.head().status == 101
+    conn = tier.connect(factory)
+    conn.send(raw_request(extra=["X-Pad: " + "p" * (padding + 1)]))
+    assert conn.head().status == 431
+    conn = tier.connect(factory)
+    conn.send(raw_request(extra=[f"X-{i}: v" for i in range(11 - 5)]))
+    assert conn.head().status == 431
+
+
+def test_the_limits_can_be_lifted(tier):
+    factory = tier.server(memory_settings(limits=LimitSettings(max_request_size=0, max_headers=0)))
+    conn = tier.connect(factory)
+    conn.send(raw_request(extra=[f"X-{i}: {'v' * 100}" for i in range(300)]))
+    assert conn.head().status == 101
+
+
+def test_many_offered_subprotocols_are_refused_with_a_bounded_answer(tier):
+    offered = [f"proto{i}" for i in range(10_000)]
+    factory = tier.server(memory_settings(limits=LimitSettings(max_request_size=1024 * 1024)))
+    conn = tier.connect(factory)
+    head = conn.handshake(protocols=tuple(offered))
+    assert head.status == 400
+    assert len(head.start_line) <= len("HTTP/1.1 400 ") + 512
+    body = head.body.decode()
+    assert "offered: proto0, proto1, " in body and "proto10" not in body
+    assert "proto9 and 9,990 more; supported: wskit." in body
+    assert len(body) <= 4097
+
+
+def test_a_refusal_quoting_a_huge_name_is_bounded(tier):
+    factory = tier.server(memory_settings(limits=LimitSettings(max_request_size=1024 * 1024)))
+    head = tier.connect(factory).handshake(protocols=("x" * 100_000,))
+    assert head.status == 400
+    assert len(head.start_line) <= len("HTTP/1.1 400 ") + 512 and head.start_line.endswith("...")
+    assert len(head.body) <= 4097 and head.body.endswith(b"...\n")
+
+
+def test_origin_null_is_allowed_when_listed(tier):
+    factory = tier.server(memory_settings(allowed_origins=("null",)))
+    assert tier.connect(factory).handshake(origin="null").status == 101
+    assert tier.connect(factory).handshake(origin="http://evil.example.com").status == 403
+
+
+def test_file_origin_is_refused_with_403(tier):
+    head = tier.connect(tier.server()).handshake(origin="file://")
+    assert head.status == 403 and "origin file:// not allowed" in head.body.decode()
+
+
+def test_hosts_the_server_answers_to(tier):
+    factory = tier.server()  # bound to 127.0.0.1
+    for host in ("127.0.0.1:9000", "localhost:9000", "LOCALHOST", "localhost.", "app.localhost:9000",
+                 "127.0.0.2", "[::1]:9000"):
+        assert tier.connect(factory).handshake(host=host).status == 101, host
+    for host in ("evil.example:9000", "127.0.0.1.evil.example", "10.0.0.1:9000", "[2001:db8::1]:9000", ""):
+        assert tier.connect(factory).handshake(host=host).status == 403, host
+
+
+def test_allow_host_adds_names_and_wildcards(tier):
+    factory = tier.server(memory_settings(allowed_hosts=("chat.example.com", "*.example.org")))
+    for host, status in (("chat.example.com:9000", 101), ("CHAT.example.com", 101), ("a.example.org", 101),
+                         ("a.b.example.org", 101), ("example.org", 403), ("evil.example.com", 403)):
+        assert tier.connect(factory).handshake(host=host).status == status, host
+    anything = tier.server(memory_settings(allowed_hosts=("*",)))
+    assert tier.connect(anything).handshake(host="evil.example").status == 101
+
+
+def test_a_server_bound_to_every_interface_answers_to_any_ip_address(tier):
+    factory = tier.server(memory_settings(host="0.0.0.0"))
+    for host, status in (("192.0.2.7:9000", 101), ("[2001:db8::1]:9000", 101), ("localhost", 101),
+                         ("my-laptop.lan:9000", 403)):
+        assert tier.connect(factory).handshake(host=host).status == status, host
+
+
+def test_a_server_bound_to_a_name_answers_to_it(tier):
+    factory = tier.server(memory_settings(host="ws.example.net"))
+    assert tier.connect(factory).handshake(host="ws.example.net:9000").status == 101
+    assert tier.connect(factory).handshake(host="other.example.net:9000").status == 403
+
+
+def test_the_own_origin_is_same_origin_only_under_an_allowed_host(tier):
+    rebinding = dict(host="evil.example:9000", origin="http://evil.example:9000")
+    assert tier.connect(tier.server()).handshake(**rebinding).status == 403
+    listed = tier.server(memory_settings(allowed_hosts=("evil.example",)))
+    assert tier.connect(listed).handshake(**rebinding).status == 101
+
+
+def test_a_plain_get_with_a_foreign_host_is_refused_too(tier):
+    conn = tier.connect(tier.server())
+    conn.send(f.plain_get("/ws", host="evil.example:9000"))
+    head = conn.head()
+    assert head.status == 403 and "--allow-host evil.example" in head.body.decode()
+
+
+def test_a_trickled_request_is_dropped_at_the_open_timeout(tier):
+    conn = tier.connect(tier.server(memory_settings(timeouts=TimeoutSettings(open_handshake=3))))
+    request = f.upgrade_request()
+    for i in range(5):  # a byte every half second, never finishing in time
+        conn.send(request[i:i + 1])
+        tier.advance(0.5)
+    assert not conn.closed_by_us
+    for i in range(5, 10):
+        if conn.lost:
+            break
+        conn.send(request[i:i + 1])
+        tier.advance(0.5)
+    assert conn.closed_by_us and conn.lost
+    assert 3 <= tier.now() <= 3.5
+
+
 # -- 2. routing and echo -------------------------------------------------------------------
 
 
