@@ -95,6 +95,9 @@ SERVER_OPTIONS: tuple[Option, ...] = (
            "permessage-deflate, permessage-brotli)", repeatable=True, metavar="EXT"),
     Option("history-size", int, _A.history_size, "chat messages a room keeps for v2 joiners",
            metavar="N"),
+    Option("max-history-bytes", int, _A.max_history_bytes, "most bytes of history a v2 chat join "
+           "answer carries: the newest messages that fit, oldest dropped first (0 = no byte cap)",
+           metavar="BYTES"),
     Option("error-budget", int, _A.error_budget, "bad messages a chat/pubsub/rpc connection may send "
            "before it is closed with 1008 (0 = unlimited)", metavar="N"),
     Option("max-buffered-bytes", int, _L.max_buffered_bytes, "drop a connection whose unsent "
@@ -186,6 +189,7 @@ def server_settings(values: dict[str, Any]) -> ServerSettings:
         ticker_interval=get("ticker_interval"),
         apps=AppSettings(
             history_size=get("history_size"),
+            max_history_bytes=get("max_history_bytes"),
             error_budget=get("error_budget"),
             max_rooms=get("max_rooms"),
             max_topics=get("max_topics"),

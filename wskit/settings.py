@@ -146,6 +146,9 @@ class AppSettings:
     """Limits of the shipped application subprotocols (chat, pubsub, rpc).
 
     * ``history_size``: chat messages a room keeps for v2 joiners (0 keeps none).
+    * ``max_history_bytes``: the most history a v2 join answer carries: the
+      newest messages whose encoded sizes (compact JSON) add up to at most
+      this, older ones dropped first (0 = only ``history_size`` bounds it).
     * ``max_name_length``: longest room name, nick or topic, in characters.
     * ``max_text_length``: longest chat message text, in characters.
     * ``error_budget``: bad messages a connection may send (each answered with
@@ -166,6 +169,7 @@ class AppSettings:
     """
 
     history_size: int = 50
+    max_history_bytes: int = 256 * KiB
     max_name_length: int = 64
     max_text_length: int = 4096
     error_budget: int = 10

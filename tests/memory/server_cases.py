@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+import msgpack
+
 from memory import frames as f
 from memory.driver import memory_settings
 from memory.handlers import AwaitRaises, Raises, Recorder, registry, returns_failed
@@ -676,6 +678,59 @@ def test_close_answered_in_time_is_clean(tier):
     tier.advance(5)  # the cancelled timeout does nothing
     (line,) = tier.log_lines("wskit: close ")
     assert "code=4000 clean=True" in line.text
+
+
+# -- 5b. chat history in the join answer --------------------------------------------------------
+
+
+def _encoded_size(message):
+    return len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _room_with_messages(tier, apps, count):
+    """A v2 chat room with ``count`` messages of ~230 encoded bytes each; returns (factory, messages)."""
+    factory = tier.server(memory_settings(apps=apps))
+    poster = tier.connect(factory)
+    poster.open(protocols=("wskit.chat.v2.json",))
+    poster.send(f.text(json.dumps({"type": "join", "room": "r", "nick": "ann"})))
+    for i in range(count):
+        poster.send(f.text(json.dumps({"type": "say", "room": "r", "text": f"{i:02d} " + "é" * 50})))
+    said = [json.loads(fr.payload) for fr in poster.all_frames()]
+    return factory, [m for m in said if m["type"] == "message"]
+
+
+def _join(tier, factory, protocol="wskit.chat.v2.json", nick="bob"):
+    joiner = tier.connect(factory)
+    joiner.open(protocols=(protocol,))
+    join = {"type": "join", "room": "r", "nick": nick}
+    if protocol.endswith(".json"):
+        joiner.send(f.text(json.dumps(join)))
+        (answer,) = joiner.frames()
+        return json.loads(answer.payload)
+    joiner.send(f.binary(msgpack.packb(join)))
+    (answer,) = joiner.frames()
+    return msgpack.unpackb(answer.payload)
+
+
+def test_the_join_answer_holds_the_newest_history_that_fits_max_history_bytes(tier):
+    factory, messages = _room_with_messages(tier, AppSettings(history_size=50, max_history_bytes=1000), 20)
+    assert len(messages) == 20
+    history = _join(tier, factory)["history"]
+    assert history == messages[-len(history):]  # the newest, oldest first, as delivered
+    kept = sum(_encoded_size(m) for m in history)
+    assert kept <= 1000
+    assert kept + _encoded_size(messages[-len(history) - 1]) > 1000  # the next older one does not fit
+    assert len(_join(tier, factory, "wskit.chat.v2.msgpack", nick="carl")["history"]) == len(history)
+
+
+def test_history_bytes_cap_zero_leaves_only_the_message_count(tier):
+    factory, messages = _room_with_messages(tier, AppSettings(history_size=15, max_history_bytes=0), 20)
+    assert _join(tier, factory)["history"] == messages[-15:]
+
+
+def test_a_single_message_larger_than_the_cap_is_left_out(tier):
+    factory, _messages = _room_with_messages(tier, AppSettings(max_history_bytes=100), 3)
+    assert _join(tier, factory)["history"] == []
 
 
 # -- 6. flow control and the slow-consumer policy --------------------------------------------
