@@ -44,6 +44,8 @@ STATUS_PHRASES = {
     400: "Bad Request",
     403: "Forbidden",
     404: "Not Found",
+    411: "Length Required",
+    413: "Content Too Large",
     426: "Upgrade Required",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
@@ -180,6 +182,26 @@ def request_refusal(head: RequestHead, host_policy: Any = None) -> Refusal | Non
     return websocket_refusal(head)
 
 
+def body_refusal(head: RequestHead, max_request_size: int) -> Refusal | None:
+    """A server that reads request bodies (twisted.web does, before the resource
+    answers) refuses one that would take the request past ``max_request_size``
+    (413), or whose size is not declared (chunked: 411); nothing wskit serves
+    takes a body.
+
+    >>> body_refusal(RequestHead("POST", "/", "HTTP/1.1", (("Content-Length", "99999"),), 40), 16384)
+    Refusal(status=413, reason='request body of 99999 bytes: more than the 16384 a request may have', headers=())
+    """
+    if not max_request_size:
+        return None
+    if head.header("transfer-encoding") is not None:
+        return Refusal(411, "a request body must declare its Content-Length")
+    length = (head.header("content-length") or "0").strip()
+    if length.isdigit() and head.length + int(length) > max_request_size:
+        return Refusal(413, f"request body of {int(length)} bytes: more than the {max_request_size} "
+                            "a request may have")
+    return None
+
+
 def one_line(text: str, limit: int) -> str:
     """``text`` as one line of at most ``limit`` characters, control characters replaced.
 
@@ -218,6 +240,7 @@ def refusal_response(status: int, reason: str, headers: tuple[tuple[str, str], .
 
 
 __all__ = [
+    "body_refusal",
     "MAX_BODY_CHARACTERS",
     "MAX_REASON_CHARACTERS",
     "Refusal",

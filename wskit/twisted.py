@@ -35,6 +35,7 @@ from .handshake import (  # noqa: E402
     MAX_BODY_CHARACTERS,
     MAX_REASON_CHARACTERS,
     Refusal,
+    body_refusal,
     one_line,
     read_request_head,
     refusal_response,
@@ -245,8 +246,9 @@ class _LimitedHTTPChannel(http.HTTPChannel):
     before twisted.web parses it, so it is measured and refused exactly as on
     asyncio (431 past ``max_request_size`` or ``max_headers``, 400 for a
     malformed head, 403 for a foreign Host, 505/426 for a WebSocket handshake
-    over the wrong HTTP or WebSocket version) instead of twisted.web's bare 400
-    or a silent close. twisted.web's idle timeout restarts on every byte, so a
+    over the wrong HTTP or WebSocket version, 413/411 for a body that would
+    take the request past ``max_request_size``, which twisted.web would read
+    in full first) instead of twisted.web's bare 400 or a silent close. twisted.web's idle timeout restarts on every byte, so a
     client trickling its request would never be dropped: the connection's
     request must be complete ``open_handshake`` seconds after it connected
     (after the previous response, for the next request on a kept-alive
@@ -339,7 +341,8 @@ class _LimitedHTTPChannel(http.HTTPChannel):
             self._head += data
             head = read_request_head(self._head, self._max_request_size, self._max_headers)
             if head is not None:
-                refusal = head if isinstance(head, Refusal) else request_refusal(head, self._host_policy)
+                refusal = head if isinstance(head, Refusal) else (
+                    request_refusal(head, self._host_policy) or body_refusal(head, self._max_request_size))
                 if refusal is not None:
                     path = None if isinstance(head, Refusal) else head.target
                     origin = None if isinstance(head, Refusal) else head.header("origin")

@@ -173,3 +173,17 @@ def test_a_mounted_resource_answers_to_any_ip_address_but_only_listed_names(tier
         conn = tier.connect_site(site)
         conn.send(f.upgrade_request(path="/live", host=host))
         assert conn.head().status == status, host
+
+
+@pytest.mark.parametrize("headers, status", [
+    ("Content-Length: 100000\r\n", 413),
+    ("Transfer-Encoding: chunked\r\n", 411),
+    ("Content-Length: 5\r\n", 404),  # a small body is read; the page answers
+])
+def test_request_bodies_count_against_the_request_limit(tier, headers, status):
+    conn = tier.connect_site(tier.site())
+    conn.send(f"POST /page HTTP/1.1\r\nHost: 127.0.0.1:9000\r\n{headers}\r\n".encode())
+    if status == 404:
+        conn.send(b"hello")
+    head = conn.head()
+    assert head is not None and head.status == status, head
