@@ -9,6 +9,7 @@ Messages reach room members through the hub (topic ``chat.<room>``), one
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections import OrderedDict, deque
@@ -35,15 +36,39 @@ from .base import (
 
 
 
+def encoded_size(message: dict) -> int:
+    """A history message's size as a join answer carries it, approximated by its
+    compact JSON encoding (msgpack is a little smaller)."""
+    return len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace"))
+
+
 class Room:
     def __init__(self, name: str, history_size: int, now: float = 0.0):
         self.name = name
         self.members: dict[Any, str] = {}  # member (a handler) -> nick
         self.history: deque[dict] = deque(maxlen=history_size)
+        self._history_sizes: deque[int] = deque(maxlen=history_size)  # encoded_size of each, in step
         self.last_active = now  # on the service's idle clock: joins, leaves and messages
 
     def nicks(self) -> list[str]:
         return list(self.members.values())
+
+    def remember(self, message: dict) -> None:
+        self.history.append(message)
+        self._history_sizes.append(encoded_size(message))
+
+    def recent_history(self, max_bytes: int = 0) -> list[dict]:
+        """The newest messages whose encoded sizes add up to at most ``max_bytes``
+        (0: no byte cap), oldest first: older messages are dropped first."""
+        if not max_bytes:
+            return list(self.history)
+        kept, total = 0, 0
+        for size in reversed(self._history_sizes):
+            if total + size > max_bytes:
+                break
+            total += size
+            kept += 1
+        return list(self.history)[len(self.history) - kept:]
 
 
 def _check_unicode(field: str, value: str) -> None:
@@ -217,7 +242,7 @@ class ChatService:
             if found is not None:
                 self.retained.move_to_end(room)
         if found is not None:
-            found.history.append(v2)
+            found.remember(v2)
             found.last_active = self.idle_clock()
         return self._broadcast(room, {1: v1, 2: v2})
 
@@ -239,7 +264,7 @@ class ChatHandler(TypedMessageHandler):
         joined = self.service.join(self, room, nick)
         reply: dict[str, Any] = {"type": "joined", "room": room, "nick": nick, "members": joined.nicks()}
         if self.version >= 2:
-            reply["history"] = list(joined.history)
+            reply["history"] = joined.recent_history(self.settings.max_history_bytes)
         self.send(self.reply(reply, msg))
 
     def token_nick(self) -> str | None:

@@ -75,7 +75,8 @@ class ServerProcess:
             return self
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      env=self.env, cwd=self.cwd or str(ROOT))
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
         if not self._ready.wait(self.timeout) or self.proc.poll() is not None:
             self.stop()
             raise RuntimeError(f"server did not start: {self.cmd}\n" + "\n".join(self.lines))
@@ -102,6 +103,13 @@ class ServerProcess:
                     return line
             time.sleep(0.02)
         raise AssertionError(f"log line containing {text!r} not seen:\n" + "\n".join(self.lines))
+
+    def wait_exit(self, timeout: float = 30) -> int:
+        """Wait for the process to end and for all it wrote to be in ``lines``; its exit status."""
+        assert self.proc is not None
+        code = self.proc.wait(timeout)
+        self._pump_thread.join(timeout)
+        return code
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

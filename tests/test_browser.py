@@ -31,7 +31,8 @@ def browser():
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def server(request):
-    proc, port = serve(request.param, "--ticker-interval", "0.2")
+    # SAME_SITE_HOST stands for the server's public name: a name it answers to only when listed.
+    proc, port = serve(request.param, "--ticker-interval", "0.2", "--allow-host", SAME_SITE_HOST)
     with proc:
         yield request.param, proc, port
 
@@ -181,6 +182,17 @@ def test_page_from_another_origin_is_refused(server, context, other_site):
     # Control: the same page from a loopback origin connects, so the origin was the reason.
     page.goto(f"http://127.0.0.1:{other_site}/")
     assert page.evaluate("window.result") == {"opened": True, "protocol": "wskit.echo"}
+
+
+def test_the_demo_page_under_a_foreign_name_is_refused(server, context):
+    # DNS rebinding: FOREIGN_HOST resolves to this server; neither its page nor its endpoint may load.
+    _backend, proc, port = server
+    page = context.new_page()
+    response = page.goto(f"http://{FOREIGN_HOST}:{port}/")
+    assert response.status == 403
+    assert f"--allow-host {FOREIGN_HOST}" in page.inner_text("body")
+    line = proc.wait_for_log(f"host {FOREIGN_HOST} not allowed")
+    assert "refused" in line and "status=403" in line
 
 
 @pytest.fixture(scope="module")

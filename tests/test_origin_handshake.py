@@ -66,14 +66,25 @@ def test_no_origin_is_allowed(default_server):
     assert status == 101
 
 
-def test_the_servers_own_origin_is_allowed(default_server):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_servers_own_origin_is_allowed_under_a_name_it_answers_to(backend):
+    proc, port = serve(backend, "--ticker-interval", "0", "--allow-host", "chat.example.net")
+    with proc:
+        # A page served by this server under its public name: Origin matches Host.
+        status, _line, _body = handshake(port, Host=f"chat.example.net:{port}",
+                                         Origin=f"http://chat.example.net:{port}")
+        assert status == 101
+        # Same name, another port: another origin.
+        status, _line, _body = handshake(port, Host=f"chat.example.net:{port}", Origin="http://chat.example.net:1")
+        assert status == 403
+
+
+def test_a_matching_origin_under_a_foreign_host_is_refused(default_server):
+    # DNS rebinding: evil.example re-pointed at this server; its page's Origin matches the Host it sends.
     _proc, port = default_server
-    # A page served by this server under its public name: Origin matches Host.
-    status, _line, _body = handshake(port, Host=f"chat.example.net:{port}", Origin=f"http://chat.example.net:{port}")
-    assert status == 101
-    # Same name, another port: another origin.
-    status, _line, _body = handshake(port, Host=f"chat.example.net:{port}", Origin="http://chat.example.net:1")
+    status, _line, body = handshake(port, Host=f"evil.example:{port}", Origin=f"http://evil.example:{port}")
     assert status == 403
+    assert b"host evil.example not allowed" in body and b"--allow-host evil.example" in body
 
 
 @pytest.mark.parametrize("origin", ["http://127.0.0.1:3000", "http://localhost:8080", "http://[::1]:5173",
@@ -87,9 +98,9 @@ def test_loopback_origins_are_allowed(default_server, origin):
 @pytest.mark.parametrize("origin", ["null", "file://", "http://127.0.0.1.evil.example.com"])
 def test_opaque_and_lookalike_origins_are_refused(default_server, origin):
     _proc, port = default_server
-    status, _line, _body = handshake(port, Origin=origin)
-    # Autobahn already answers 400 to Origins it cannot parse ("null", file://); wskit 403s the rest.
-    assert status in (400, 403)
+    status, _line, body = handshake(port, Origin=origin)
+    assert status == 403
+    assert f"origin {origin} not allowed".encode() in body and b"--allow-origin" in body
 
 
 @pytest.mark.parametrize("origin, expected", [

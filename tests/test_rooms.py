@@ -323,3 +323,57 @@ def test_serve_and_twistd_parse_the_new_options_alike():
         10, 20, 30, 2.5)
     with pytest.raises(Exception, match="room_ttl must be >= 0"):
         server_settings({"room_ttl": -1})
+
+
+def test_serve_and_twistd_parse_the_request_and_history_limits_alike():
+    import argparse
+
+    from twisted.plugins.wskit_plugin import Options
+
+    from wskit.options import add_server_arguments
+
+    defaults = server_settings({})
+    assert (defaults.limits.max_request_size, defaults.limits.max_headers, defaults.apps.max_history_bytes,
+            defaults.allowed_hosts) == (16384, 100, 262144, ())
+    argv = ["--max-request-size", "65536", "--max-headers", "50", "--max-history-bytes", "4096",
+            "--allow-host", "chat.example.com", "--allow-host", "*.example.org"]
+    parser = argparse.ArgumentParser()
+    add_server_arguments(parser)
+    from_cli = server_settings(vars(parser.parse_args(argv)))
+    options = Options()
+    options.parseOptions(argv)
+    from_twistd = server_settings({k.replace("-", "_"): v for k, v in options.items()})
+    assert from_cli == from_twistd
+    assert (from_cli.limits.max_request_size, from_cli.limits.max_headers, from_cli.apps.max_history_bytes,
+            from_cli.allowed_hosts) == (65536, 50, 4096, ("chat.example.com", "*.example.org"))
+    with pytest.raises(Exception, match="at least 256 bytes"):
+        server_settings({"max_request_size": 100})
+    with pytest.raises(Exception, match="max_history_bytes must be >= 0"):
+        server_settings({"max_history_bytes": -1})
+
+
+# -- history in bytes -------------------------------------------------------------------
+
+
+def test_recent_history_keeps_the_newest_messages_that_fit_in_bytes():
+    from wskit.protocols.chat import Room, encoded_size
+
+    room = Room("r", history_size=10)
+    for i in range(10):
+        room.remember({"type": "message", "text": f"{i}" * (10 * (i + 1))})
+    sizes = [encoded_size(m) for m in room.history]
+    assert room.recent_history(0) == list(room.history)
+    assert room.recent_history(sum(sizes)) == list(room.history)
+    assert texts(room.recent_history(sizes[-1] + sizes[-2])) == ["8" * 90, "9" * 100]
+    assert texts(room.recent_history(sizes[-1] + sizes[-2] - 1)) == ["9" * 100]
+    assert room.recent_history(sizes[-1] - 1) == []  # never a partial or skipped-over answer
+    for _ in range(5):  # the byte counts stay in step as the count bound drops the oldest
+        room.remember({"type": "message", "text": "new"})
+    assert len(room.history) == 10
+    assert texts(room.recent_history(5 * encoded_size({"type": "message", "text": "new"}))) == ["new"] * 5
+
+
+def test_history_size_is_counted_in_utf8_bytes():
+    from wskit.protocols.chat import encoded_size
+
+    assert encoded_size({"text": "é"}) == len('{"text":"é"}'.encode())

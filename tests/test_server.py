@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import sys
 import time
 
@@ -243,6 +244,55 @@ def test_invalid_utf8_closes_1007(backend):
         opcode, payload = read_frame(sock)
         assert opcode == 0x8 and close_code(payload) == 1007
         sock.close()
+
+
+# -- close frames from the client ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def plain_server(request):
+    """`wskit serve --no-compress` (frames readable as sent), one per backend per module."""
+    proc, port = serve(request.param, "--no-compress", "--ticker-interval", "0", "--ping-interval", "0")
+    with proc:
+        yield request.param, port
+
+
+def close_exchange(port: int, payload: bytes) -> tuple[int, bytes, bytes]:
+    """Open a connection, send a close frame with ``payload``; return the server's
+    answer (opcode, payload) and whatever followed it before the TCP close."""
+    sock, head = raw_connect(port)
+    assert b" 101 " in head
+    with sock:
+        sock.sendall(encode_frame(0x8, payload))
+        opcode, answer = read_frame(sock)  # a TCP reset here raises ConnectionResetError
+        rest = b""
+        while chunk := sock.recv(4096):
+            rest += chunk
+    return opcode, answer, rest
+
+
+@pytest.mark.parametrize("payload, expected", [
+    (b"\x03\xed", 1002),  # 1005: may not be sent
+    (b"\x03\xee", 1002),  # 1006: may not be sent
+    (b"\x03\xe7", 1002),  # 999
+    (b"\x13\x88", 1002),  # 5000
+    (b"\x03", 1002),  # one byte: half a code
+    (b"\x03\xe8" + b"x" * 124, 1002),  # 126 bytes: over the control frame limit
+    (b"\x03\xe8bad \xff\xfe", 1007),  # reason not UTF-8
+])
+def test_invalid_close_frame_is_answered_with_1002_or_1007_not_a_reset(plain_server, payload, expected):
+    _backend, port = plain_server
+    opcode, answer, rest = close_exchange(port, payload)
+    assert opcode == 0x8 and close_code(answer) == expected
+    assert rest == b""  # then a clean TCP close
+
+
+@pytest.mark.parametrize("code, reason", [(1000, b""), (1001, b""), (3000, b"bye"), (4999, b"")])
+def test_a_valid_close_code_is_echoed_over_a_socket(plain_server, code, reason):
+    _backend, port = plain_server
+    opcode, answer, rest = close_exchange(port, struct.pack("!H", code) + reason)
+    assert opcode == 0x8 and close_code(answer) == code and answer[2:] == reason
+    assert rest == b""
 
 
 # -- timeouts -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from .compression import check_codecs
 from .guard import ServerGuard
 from .hub import Hub, InProcessHub
 from .negotiation import SubprotocolRegistry
-from .origin import OriginPolicy
+from .origin import HostPolicy, OriginPolicy
 from .settings import ServerSettings
 
 # What a WebSocketApp serves when given no registry: the shipped subprotocols.
@@ -60,6 +60,9 @@ class WebSocketApp:
         # Tokens, permissions, per-address and rate limits (reads key files: SettingsError here).
         self.guard = ServerGuard(self.settings)
         self.authorizer = self.guard.authorizer
+        # An endpoint string may listen anywhere: then the bind address is unknown.
+        bind = None if self.settings.endpoint else self.settings.host
+        self.host_policy = HostPolicy(self.settings.allowed_hosts, bind_host=bind)
         self.connections: set[Any] = set()
         self._started = False
 
@@ -102,12 +105,24 @@ class WebSocketApp:
     def close_all(self, code: int = 1001, reason: str = "server shutting down") -> list[Any]:
         """Start the closing handshake on every open connection.
 
-        Returns the connections' ``is_closed`` futures, so a caller can wait
-        (bounded by the close-handshake timeout) before the loop stops.
+        Returns one future per connection the app still tracks (open, or
+        closing and not yet gone), each firing once that connection is gone
+        and its close line is logged, so a caller can wait (bounded by
+        :func:`wskit.protocol.closing_deadline`, then :meth:`abort_all`)
+        before the loop stops.
         """
-        closing = []
+        gone = []
         for connection in list(self.connections):
             if connection.is_connected:
                 connection.close(code, reason)
-                closing.append(connection.is_closed)
-        return closing
+            gone.append(connection.is_gone)
+        return gone
+
+    def abort_all(self) -> int:
+        """Drop every connection still tracked without waiting (the end of a shutdown's
+        grace period); returns how many were aborted. Each is logged once its
+        transport reports the loss."""
+        connections = list(self.connections)
+        for connection in connections:
+            connection.abort()
+        return len(connections)

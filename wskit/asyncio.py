@@ -25,6 +25,7 @@ from autobahn.asyncio.websocket import (  # noqa: E402
 
 from .app import WebSocketApp  # noqa: E402
 from .protocol import (  # noqa: E402
+    ABORT_GRACE_SECONDS,
     ClientFactoryMixin,
     ClientProtocolMixin,
     ServerFactoryMixin,
@@ -117,7 +118,7 @@ class WebSocketServer:
     def __init__(self, server: asyncio.base_events.Server, app: WebSocketApp):
         self._server = server
         self.app = app
-        self._closing: list[Any] = []  # is_closed futures of the connections close() is closing
+        self._closing: list[Any] = []  # is_gone futures of the connections close() is closing
 
     @property
     def port(self) -> int:
@@ -134,9 +135,17 @@ class WebSocketServer:
         self._closing = self.app.close_all()
 
     async def wait_closed(self) -> None:
-        """Wait for the closing handshakes (at most the close-handshake timeout)."""
+        """Wait until every connection is gone and its close line logged.
+
+        A peer that has not answered by the close-handshake timeout is dropped
+        by then; whatever is left at :func:`closing_deadline` is aborted and
+        waited for a moment more.
+        """
         if self._closing:
-            await asyncio.wait(self._closing, timeout=closing_deadline(self.app.settings))
+            _done, pending = await asyncio.wait(self._closing, timeout=closing_deadline(self.app.settings))
+            if pending:
+                self.app.abort_all()
+                await asyncio.wait(pending, timeout=ABORT_GRACE_SECONDS)
         await self._server.wait_closed()
 
     async def serve_forever(self) -> None:

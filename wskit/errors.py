@@ -60,6 +60,25 @@ class NegotiationError(WskitError):
     status = 400
 
 
+# A refusal names at most this many of the client's offered subprotocols.
+MAX_NAMES_SHOWN = 10
+
+
+def name_list(names: Sequence[str], limit: int = MAX_NAMES_SHOWN) -> str:
+    """``names`` comma-separated, at most ``limit`` of them and a count of the rest.
+
+    >>> name_list(["a", "b", "c"], 2)
+    'a, b and 1 more'
+    >>> name_list([f"p{i}" for i in range(10000)], 2)
+    'p0, p1 and 9,998 more'
+    """
+    if not names:
+        return "none"
+    shown = ", ".join(names[:limit])
+    rest = len(names) - limit
+    return f"{shown} and {rest:,} more" if rest > 0 else shown
+
+
 class NoCommonSubprotocol(NegotiationError):
     """The client offered subprotocols, none of which this server serves."""
 
@@ -68,7 +87,7 @@ class NoCommonSubprotocol(NegotiationError):
         self.supported = tuple(supported)
         super().__init__(
             "no supported subprotocol offered (offered: {}; supported: {})".format(
-                ", ".join(self.offered) or "none", ", ".join(self.supported) or "none"
+                name_list(self.offered), ", ".join(self.supported) or "none"
             )
         )
 

@@ -59,6 +59,9 @@ SERVER_OPTIONS: tuple[Option, ...] = (
            "the server's"),
     Option("allow-origin", str, None, "allow browser pages from this origin (repeatable; '*' allows all; "
            "wildcards like https://*.example.com)", repeatable=True, metavar="ORIGIN"),
+    Option("allow-host", str, None, "answer requests naming this host (repeatable; wildcards like "
+           "*.example.com; '*' allows any); loopback names and the --host address are always allowed",
+           repeatable=True, metavar="NAME"),
     Option("static-dir", str, None, "serve this folder at / instead of the demo page", metavar="DIR"),
     Option("no-static", None, False, "do not serve the demo page at /"),
     Option("max-message-size", int, _L.max_message_size, "largest message accepted, bytes "
@@ -67,7 +70,12 @@ SERVER_OPTIONS: tuple[Option, ...] = (
            "(0 = max message size)", metavar="BYTES"),
     Option("max-connections", int, _L.max_connections, "refuse handshakes beyond this many "
            "connections with 503 (0 = no limit)", metavar="N"),
-    Option("open-timeout", float, _T.open_handshake, "seconds allowed for the opening handshake",
+    Option("max-request-size", int, _L.max_request_size, "largest HTTP request head, bytes; larger "
+           "requests get 431 (0 = no limit)", metavar="BYTES"),
+    Option("max-headers", int, _L.max_headers, "most header lines in an HTTP request; more get 431 "
+           "(0 = no limit)", metavar="N"),
+    Option("open-timeout", float, _T.open_handshake, "seconds from connecting to a completed opening "
+           "handshake, however slowly the client sends (0 = no limit)",
            metavar="SECONDS"),
     Option("close-timeout", float, _T.close_handshake, "seconds allowed for the closing handshake",
            metavar="SECONDS"),
@@ -91,6 +99,9 @@ SERVER_OPTIONS: tuple[Option, ...] = (
            "permessage-deflate, permessage-brotli)", repeatable=True, metavar="EXT"),
     Option("history-size", int, _A.history_size, "chat messages a room keeps for v2 joiners",
            metavar="N"),
+    Option("max-history-bytes", int, _A.max_history_bytes, "most bytes of history a v2 chat join "
+           "answer carries: the newest messages that fit, oldest dropped first (0 = no byte cap)",
+           metavar="BYTES"),
     Option("error-budget", int, _A.error_budget, "bad messages a chat/pubsub/rpc connection may send "
            "before it is closed with 1008 (0 = unlimited)", metavar="N"),
     Option("max-buffered-bytes", int, _L.max_buffered_bytes, "drop a connection whose unsent "
@@ -178,6 +189,7 @@ def server_settings(values: dict[str, Any]) -> ServerSettings:
         default_subprotocol=None if default_protocol in (None, "none") else default_protocol,
         prefer="client" if get("prefer_client") else "server",
         allowed_origins=get("allow_origin"),
+        allowed_hosts=get("allow_host"),
         static_dir=get("static_dir"),
         serve_static=not get("no_static"),
         compression=CompressionSettings(
@@ -197,6 +209,8 @@ def server_settings(values: dict[str, Any]) -> ServerSettings:
             max_connections=get("max_connections"),
             max_buffered_bytes=get("max_buffered_bytes"),
             max_connections_per_ip=get("max_connections_per_ip"),
+            max_request_size=get("max_request_size"),
+            max_headers=get("max_headers"),
         ),
         timeouts=TimeoutSettings(
             open_handshake=get("open_timeout"),
@@ -208,6 +222,7 @@ def server_settings(values: dict[str, Any]) -> ServerSettings:
         ticker_interval=get("ticker_interval"),
         apps=AppSettings(
             history_size=get("history_size"),
+            max_history_bytes=get("max_history_bytes"),
             error_budget=get("error_budget"),
             max_rooms=get("max_rooms"),
             max_topics=get("max_topics"),

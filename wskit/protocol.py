@@ -30,6 +30,7 @@ from .compression import (
     tune_extension,
 )
 from .errors import HandshakeError
+from .handshake import Refusal, RequestHead, read_request_head, refusal_response, request_refusal
 from .logs import log_failure
 from .negotiation import NegotiationError
 from .settings import ClientSettings, ServerSettings, SettingsError
@@ -42,6 +43,9 @@ TIMER_CHUNK_SIZE = 1000
 # How long a shutdown waits for closing handshakes beyond the close-handshake
 # timeout: Autobahn drops a silent peer when that timeout's bucket fires.
 CLOSE_GRACE_SECONDS = 2 * TIMER_BUCKET_SECONDS
+# How long a shutdown waits, after aborting the connections that outlived its
+# deadline, for their transports to report the loss (one loop turn, normally).
+ABORT_GRACE_SECONDS = 1.0
 ALLOWED_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
 
 
@@ -69,6 +73,8 @@ class ConnectionMixin:
     _drain_waiters: list[Any] | None = None
     # The permessage-deflate negotiation's outcome (wskit.deflate.DeflateAgreement), once negotiated.
     _deflate_agreement = None
+    # The transport has reported the connection lost.
+    _transport_gone = False
 
     # -- Connection API ------------------------------------------------
 
@@ -145,9 +151,12 @@ class ConnectionMixin:
         self.sendCloseFrame(code=code, reasonUtf8=reason_utf8, isReply=False)
 
     def abort(self) -> None:
-        """Drop the TCP connection now, without a closing handshake."""
+        """Drop the TCP connection now, without a closing handshake (or without
+        waiting any longer for a graceful TCP close to finish)."""
         if self.state != self.STATE_CLOSED:
             self.dropConnection(abort=True)
+        elif not self._transport_gone and self.transport is not None:
+            self._closeConnection(abort=True)
 
     def when_writable(self) -> Any:
         """A future that fires with True once the transport can take more bytes
@@ -204,6 +213,7 @@ class ConnectionMixin:
         super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
 
     def _connectionLost(self, reason) -> None:
+        self._transport_gone = True
         super()._connectionLost(reason)
         self._wake_drain_waiters(False)
 
@@ -282,8 +292,11 @@ class ServerProtocolMixin(ConnectionMixin):
     # The connection's admission and rate-limit state (wskit.guard.ConnectionGuard).
     _guard: Any = None
     _deny_headers: tuple[tuple[str, str], ...] = ()
+    # Fires once the transport is gone and on_close has run (the close line is logged).
+    is_gone: Any = None
 
     def _connectionMade(self) -> None:
+        self.is_gone = txaio.create_future()
         self.app = self.factory.app
         self._compression_settings = self.app.settings.compression
         self.compress_threshold = self._compression_settings.threshold
@@ -293,26 +306,60 @@ class ServerProtocolMixin(ConnectionMixin):
         if guard is not None:
             self._guard = guard.attach(self, self.factory._timer_clock())
 
-    def _connectionLost(self, reason) -> None:
-        super()._connectionLost(reason)
-        if self._guard is not None:
-            self._guard.detach()
+        deadline = self.factory.takeover_deadline
+        if deadline is not None and self.openHandshakeTimeoutCall is not None:
+            # A twisted.web Site read the request before handing the connection
+            # over: the opening handshake's deadline counts from when the client
+            # connected, not from now.
+            self.openHandshakeTimeoutCall.cancel()
+            self.openHandshakeTimeoutCall = self.factory._batched_timer.call_later(
+                max(0.0, deadline - self.factory.seconds()), self.onOpenHandshakeTimeout
+            )
+
+    # -- the request, before Autobahn parses it ----------------------------------
+
+    # The request head passed wskit's checks; Autobahn parses it next.
+    _head_screened = False
+
+    def processHandshake(self) -> None:
+        # Autobahn buffers everything until the blank line ending the head and
+        # then parses it: measure and check the head first (wskit.handshake),
+        # so an endless header line or a flood of headers is refused at the limit.
+        if not self._head_screened:
+            limits = self.app.settings.limits
+            head = read_request_head(self.data, limits.max_request_size, limits.max_headers)
+            if head is None:
+                return  # incomplete, within the limits: wait for more
+            refusal = head if isinstance(head, Refusal) else request_refusal(head, self.factory.host_policy)
+            if refusal is not None:
+                self._refuse(refusal, head if isinstance(head, RequestHead) else None)
+                return
+            self._head_screened = True
+        super().processHandshake()
+
+    def _refuse(self, refusal: Refusal, head: RequestHead | None = None) -> None:
+        self._log_refusal(refusal.status, refusal.reason,
+                          head.header("origin") if head else None, head.target if head else None)
+        self.failHandshake(refusal.reason, refusal.status, list(refusal.headers))
+
+    def _log_refusal(self, status: int, reason: str, origin: str | None, path: str | None) -> None:
+        # One structured line per refusal, so operators see who was turned away and why.
+        self.log.info(
+            "wskit: refused peer={peer} status={status} origin={origin} path={path}: {reason}",
+            peer=self.peer,
+            status=status,
+            origin=origin or "-",
+            path=path or "-",
+            reason=reason,
+            wskit_event="refused",
+        )
 
     def onConnect(self, request):
         try:
             return self._accept_handshake(request)
         except ConnectionDeny as deny:
             self._deny_headers = getattr(deny, "headers", ())  # a 401's WWW-Authenticate
-            # One structured line per refusal, so operators see who was turned away and why.
-            self.log.info(
-                "wskit: refused peer={peer} status={status} origin={origin} path={path}: {reason}",
-                peer=self.peer,
-                status=deny.code,
-                origin=request.origin or "-",
-                path=request.path,
-                reason=deny.reason,
-                wskit_event="refused",
-            )
+            self._log_refusal(deny.code, deny.reason, request.origin, request.path)
             raise
 
     def _accept_handshake(self, request):
@@ -365,6 +412,63 @@ class ServerProtocolMixin(ConnectionMixin):
     def _dispatch_message(self, payload: bytes, isBinary: bool) -> None:
         self._call_handler("on_message", payload, isBinary)
 
+    # -- the end of the closing handshake ------------------------------------
+
+    # True while Autobahn handles a close frame from the peer (see dropConnection).
+    _answering_close = False
+    # The abort that ends a graceful TCP close the peer does not let finish.
+    _drop_fallback: Any = None
+
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> Any:
+        self._answering_close = True
+        try:
+            return super().onCloseFrame(code, reasonRaw)
+        finally:
+            self._answering_close = False
+
+    def dropConnection(self, abort: bool = False) -> None:
+        # Once both close frames have been exchanged, Autobahn's server drops
+        # TCP with an abort, which discards whatever the transport still holds.
+        # When the peer's close frame was invalid, our answer (1002, or 1007 for
+        # a reason that is not UTF-8) was queued a moment before: Twisted writes
+        # on the next reactor turn, so the peer got a TCP reset instead of the
+        # close frame. After a closing handshake, close TCP once our bytes are
+        # out; a peer that never takes them is aborted at the close timeout.
+        if abort and self._answering_close and self.wasClean:
+            abort = False
+        dropping = self.state != self.STATE_CLOSED
+        super().dropConnection(abort)
+        if dropping and not abort:
+            self._arm_drop_fallback()
+
+    def _arm_drop_fallback(self) -> None:
+        timeout = self.closeHandshakeTimeout
+        if timeout and self._drop_fallback is None and not self._transport_gone:
+            self._drop_fallback = self.factory._batched_timer.call_later(timeout, self._drop_fallback_due)
+
+    def _drop_fallback_due(self) -> None:
+        self._drop_fallback = None
+        if not self._transport_gone and self.transport is not None:
+            self.log.info(
+                "wskit: aborting {peer}: our last bytes not taken within {timeout} s of closing",
+                peer=self.peer,
+                timeout=self.closeHandshakeTimeout,
+            )
+            self._closeConnection(abort=True)
+
+    def _connectionLost(self, reason) -> None:
+        if self._drop_fallback is not None:
+            self._drop_fallback.cancel()
+            self._drop_fallback = None
+        super()._connectionLost(reason)
+        if self._guard is not None:
+            self._guard.detach()
+        # Autobahn resolves is_closed when it drops the connection, a loop turn
+        # before the transport reports the loss and onClose logs the close line;
+        # a shutdown that waited for is_closed stopped the loop in between.
+        if self.is_gone is not None and not txaio.is_called(self.is_gone):
+            txaio.resolve(self.is_gone, self)
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.handler is not None:
             self._log_close(wasClean, code, reason)
@@ -373,18 +477,9 @@ class ServerProtocolMixin(ConnectionMixin):
             self.handler = None
 
     def sendHttpErrorResponse(self, code, reason, responseHeaders=None) -> None:
-        # Autobahn answers a refused handshake with a bare status line; say why in a body too.
-        reason = " ".join(str(reason).split())
-        body = (reason + "\n").encode("utf-8")
-        response = (
-            f"HTTP/1.1 {code} {reason}\r\n"
-            "Content-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            "Connection: close\r\n"
-        )
-        for name, value in (*(responseHeaders or ()), *self._deny_headers):
-            response += f"{name}: {value}\r\n"
-        self.sendData(response.encode("utf-8") + b"\r\n" + body)
+        # Autobahn answers a refused handshake with a bare status line; say why in a
+        # body too, both bounded (a reason may quote what the client sent).
+        self.sendData(refusal_response(code, str(reason), (*(responseHeaders or ()), *self._deny_headers), self.app.settings.server_header))
 
     def sendServerStatus(self, redirectUrl=None, redirectAfter=0) -> None:
         # A plain HTTP request (no Upgrade) reached the WebSocket protocol.
@@ -449,7 +544,13 @@ def split_ws_url(url: str) -> tuple[str, int, bool]:
 
 
 def closing_deadline(settings: ServerSettings) -> float:
-    """Seconds a server shutdown waits for its connections' closing handshakes."""
+    """Seconds a server shutdown waits for its connections' closing handshakes.
+
+    Autobahn drops a peer that has not answered by the close-handshake timeout;
+    a connection still there at this deadline is aborted
+    (:meth:`WebSocketApp.abort_all`), and the shutdown then waits at most
+    :data:`ABORT_GRACE_SECONDS` more for the transports to report the loss.
+    """
     return settings.timeouts.close_handshake + CLOSE_GRACE_SECONDS
 
 
@@ -496,6 +597,7 @@ class FactoryMixin:
         # on Twisted). Bind it to the reactor or loop this factory was given,
         # so a connection can be driven on a fake clock.
         seconds, call_later = self._timer_clock()
+        self.seconds = seconds
         self._batched_timer = BatchedTimer(
             TIMER_BUCKET_SECONDS * 1000.0, TIMER_CHUNK_SIZE,
             seconds_provider=seconds, delayed_call_creator=call_later,
@@ -516,6 +618,11 @@ class ServerFactoryMixin(FactoryMixin):
     app: Any = None
     # False when a twisted.web Site has already routed the request to us.
     check_path = True
+    # Which Host names requests may carry (wskit.origin.HostPolicy).
+    host_policy: Any = None
+    # Set by a twisted.web Site while it hands a connection over: when (on this
+    # factory's clock) the connection's opening handshake must be complete.
+    takeover_deadline: float | None = None
 
     def __init__(self, app: Any = None, *, settings: ServerSettings | None = None,
                  protocol: type | None = None, **loop: Any):
@@ -532,10 +639,17 @@ class ServerFactoryMixin(FactoryMixin):
     def _configure(self, app: Any) -> None:
         settings: ServerSettings = app.settings
         self.app = app
+        self.host_policy = app.host_policy
         limits, compression = settings.limits, settings.compression
         self.setProtocolOptions(
             maxConnections=limits.max_connections,
             perMessageCompressionAccept=make_server_accept(compression, limits.max_message_size),
+            # RFC 6455 only (Autobahn also speaks the Hybi drafts' version 8).
+            versions=[13],
+            # Origins are wskit's to judge (OriginPolicy): without this, every
+            # setProtocolOptions call makes Autobahn refuse "Origin: null" itself
+            # with a bare 400.
+            allowNullOrigin=True,
             **common_protocol_options(settings),
         )
         self.server = settings.server_header
@@ -553,6 +667,8 @@ def common_protocol_options(settings: ServerSettings | ClientSettings) -> dict[s
         autoPingTimeout=timeouts.auto_ping_timeout,
         # Send a close frame with the reason (1002/1007/1009) before dropping.
         failByDrop=False,
+        # Answer a close frame with its own code (RFC 6455 5.5.1), not always 1000.
+        echoCloseCodeReason=True,
     )
 
 

@@ -16,6 +16,7 @@ from .errors import SettingsError
 Backend = Literal["twisted", "asyncio"]
 BACKENDS: tuple[str, ...] = ("twisted", "asyncio")
 
+KiB = 1024
 MiB = 1024 * 1024
 
 
@@ -80,6 +81,10 @@ class LimitSettings:
     handshakes beyond this many connections with 503 (0 = no limit).
     ``max_connections_per_ip`` (servers): refuse a handshake with 503 while
     its peer's IP address already has this many connections open (0 = no limit).
+    ``max_request_size`` and ``max_headers`` (servers): an HTTP request whose
+    head (request line and header lines) is larger than this many bytes, or
+    has more header lines, is refused with 431 as soon as that is known; no
+    more than that is buffered (0 = no limit, not recommended).
     """
 
     max_message_size: int = 1 * MiB
@@ -87,6 +92,8 @@ class LimitSettings:
     max_connections: int = 0
     max_buffered_bytes: int = 4 * MiB
     max_connections_per_ip: int = 0
+    max_request_size: int = 16 * KiB
+    max_headers: int = 100
 
     @property
     def effective_frame_size(self) -> int:
@@ -99,6 +106,11 @@ class LimitSettings:
             raise SettingsError("max_connections and max_buffered_bytes must be >= 0")
         if self.max_connections_per_ip < 0:
             raise SettingsError("max_connections_per_ip must be >= 0")
+        if self.max_request_size < 0 or self.max_headers < 0:
+            raise SettingsError("max_request_size and max_headers must be >= 0")
+        if 0 < self.max_request_size < 256:
+            raise SettingsError(f"max_request_size must be 0 (no limit) or at least 256 bytes, "
+                                f"not {self.max_request_size}")
 
 
 @dataclass(frozen=True)
@@ -139,6 +151,9 @@ class AppSettings:
     """Limits of the shipped application subprotocols (chat, pubsub, rpc).
 
     * ``history_size``: chat messages a room keeps for v2 joiners (0 keeps none).
+    * ``max_history_bytes``: the most history a v2 join answer carries: the
+      newest messages whose encoded sizes (compact JSON) add up to at most
+      this, older ones dropped first (0 = only ``history_size`` bounds it).
     * ``max_name_length``: longest room name, nick or topic, in characters.
     * ``max_text_length``: longest chat message text, in characters.
     * ``error_budget``: bad messages a connection may send (each answered with
@@ -162,6 +177,7 @@ class AppSettings:
     """
 
     history_size: int = 50
+    max_history_bytes: int = 256 * KiB
     max_name_length: int = 64
     max_text_length: int = 4096
     error_budget: int = 10
@@ -307,6 +323,8 @@ class ServerSettings:
     default_subprotocol: str | None = "wskit.echo"
     prefer: Literal["server", "client"] = "server"
     allowed_origins: tuple[str, ...] = ()
+    # Host names (besides loopback and the bind address) this server answers to; see wskit.origin.HostPolicy.
+    allowed_hosts: tuple[str, ...] = ()
     static_dir: str | None = None
     serve_static: bool = True
     compression: CompressionSettings = field(default_factory=CompressionSettings)

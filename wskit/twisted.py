@@ -15,6 +15,7 @@ import txaio
 txaio.use_twisted()
 
 from autobahn.twisted.resource import WebSocketResource  # noqa: E402
+from autobahn.twisted.util import peer2str  # noqa: E402
 from autobahn.twisted.websocket import (  # noqa: E402
     WebSocketClientFactory as _ClientFactory,
     WebSocketClientProtocol as _ClientProtocol,
@@ -31,7 +32,19 @@ from zope.interface import implementer  # noqa: E402
 from .app import WebSocketApp  # noqa: E402
 from .auth import redact_query_token  # noqa: E402
 from .errors import ListenError, check_tls_files, describe_listen_error  # noqa: E402
+from .handshake import (  # noqa: E402
+    MAX_BODY_CHARACTERS,
+    MAX_REASON_CHARACTERS,
+    Refusal,
+    body_refusal,
+    one_line,
+    read_request_head,
+    refusal_response,
+    request_refusal,
+    too_large,
+)
 from .protocol import (  # noqa: E402
+    ABORT_GRACE_SECONDS,
     ClientFactoryMixin,
     ClientProtocolMixin,
     ServerFactoryMixin,
@@ -142,26 +155,252 @@ class ClientFactory(_ReactorTimers, ClientFactoryMixin, _ClientFactory):
 
 # -- twisted.web ---------------------------------------------------------------
 
+_log = txaio.make_logger()
+
+# twisted.web's limits when wskit's is 0 (no limit).
+_UNLIMITED = 1 << 62
+
+
+def _log_refusal(peer: str, refusal: Refusal, origin: str | None = None, path: str | None = None) -> None:
+    # The same structured line as ServerProtocolMixin's, for refusals made before the handover.
+    _log.info(
+        "wskit: refused peer={peer} status={status} origin={origin} path={path}: {reason}",
+        peer=peer,
+        status=refusal.status,
+        origin=origin or "-",
+        path=path or "-",
+        reason=refusal.reason,
+        wskit_event="refused",
+    )
+
+
+def _is_websocket_upgrade(request: Any) -> bool:
+    upgrade = (request.getHeader(b"upgrade") or b"").decode("iso-8859-1")
+    return any(token.strip().lower() == "websocket" for token in upgrade.split(","))
+
+
+class _Refused(resource.Resource):
+    """Answers any request with a refusal: the reason in the status line and a text body."""
+
+    isLeaf = True
+
+    def __init__(self, refusal: Refusal):
+        super().__init__()
+        self.refusal = refusal
+
+    def render(self, request: Any) -> bytes:
+        refusal = self.refusal
+        _log_refusal(peer2str(request.transport) if request.transport else "-", refusal,
+                     (request.getHeader(b"origin") or b"").decode("iso-8859-1"),
+                     request.uri.decode("iso-8859-1"))
+        request.setResponseCode(refusal.status, one_line(refusal.reason, MAX_REASON_CHARACTERS).encode("utf-8"))
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        for name, value in refusal.headers:
+            request.setHeader(name.encode(), value.encode())
+        return (one_line(refusal.reason, MAX_BODY_CHARACTERS) + "\n").encode("utf-8")
+
+
+class _WebSocketResource(WebSocketResource):
+    """Autobahn's WebSocketResource, refusing what it would pass on wrongly.
+
+    Autobahn rebuilds the request for the WebSocket protocol as HTTP/1.1,
+    whatever version the client spoke (RFC 6455 requires 1.1: 505), and the
+    protocol would start its opening-handshake timeout afresh: in wskit's own
+    Site the connection's deadline counts from when it connected.
+    """
+
+    def render(self, request: Any) -> Any:
+        if request.clientproto != b"HTTP/1.1" and _is_websocket_upgrade(request):
+            version = request.clientproto.decode("iso-8859-1")
+            return _Refused(Refusal(505, f"a WebSocket handshake needs HTTP/1.1, not {version}")).render(request)
+        factory = self._factory
+        factory.takeover_deadline = getattr(request.channel, "handshake_deadline", None)
+        try:
+            return super().render(request)
+        finally:
+            factory.takeover_deadline = None
+
 
 def websocket_resource(app: WebSocketApp | None = None, *, settings: ServerSettings | None = None,
                        protocol: type | None = None, reactor: Any = None) -> WebSocketResource:
     """A twisted.web Resource serving wskit's WebSocket endpoint; mount it anywhere.
 
-    Example::
+    The Site it is mounted in decides where it listens, so any IP address
+    passes the Host check; list the names the Site answers to in
+    ``ServerSettings.allowed_hosts``. Example::
 
         root = Resource()
-        root.putChild(b"live", wskit.twisted.websocket_resource(settings=ServerSettings()))
+        root.putChild(b"live", wskit.twisted.websocket_resource(
+            settings=ServerSettings(allowed_hosts=("chat.example.com",))))
         reactor.listenTCP(8080, Site(root))
     """
     factory = ServerFactory(app, settings=settings, protocol=protocol, reactor=reactor)
     factory.check_path = False  # the Site already routed the request here
-    return WebSocketResource(factory)
+    factory.host_policy = factory.app.host_policy.with_unknown_bind()
+    return _WebSocketResource(factory)
+
+
+class _LimitedHTTPChannel(http.HTTPChannel):
+    """twisted.web's HTTP/1.1 channel with wskit's request limits and handshake deadline.
+
+    Each request head is screened with :func:`wskit.handshake.read_request_head`
+    before twisted.web parses it, so it is measured and refused exactly as on
+    asyncio (431 past ``max_request_size`` or ``max_headers``, 400 for a
+    malformed head, 403 for a foreign Host, 505/426 for a WebSocket handshake
+    over the wrong HTTP or WebSocket version, 413/411 for a body that would
+    take the request past ``max_request_size``, which twisted.web would read
+    in full first) instead of twisted.web's bare 400 or a silent close. twisted.web's idle timeout restarts on every byte, so a
+    client trickling its request would never be dropped: the connection's
+    request must be complete ``open_handshake`` seconds after it connected
+    (after the previous response, for the next request on a kept-alive
+    connection), on the Site's reactor. A WebSocket handshake gets what is
+    left of that time (``handshake_deadline``) when the protocol takes over.
+    """
+
+    log = txaio.make_logger()
+
+    def __init__(self, site_settings: ServerSettings, host_policy: Any):
+        super().__init__()
+        limits = site_settings.limits
+        self._max_request_size = limits.max_request_size
+        self._max_headers = limits.max_headers
+        self.MAX_LENGTH = limits.max_request_size or _UNLIMITED
+        self.totalHeadersSize = limits.max_request_size or _UNLIMITED
+        self.maxHeaders = limits.max_headers or _UNLIMITED
+        self._host_policy = host_policy
+        self._server_header = site_settings.server_header
+        self._open_timeout = site_settings.timeouts.open_handshake
+        self._screening = True  # reading a request head: screen it
+        self._head = b""
+        self._refused = False
+        self._deadline_call: Any = None
+        # When (reactor seconds) the current request must be complete.
+        self.handshake_deadline: float | None = None
+
+    # -- deadline --------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._arm_deadline()
+
+    def _arm_deadline(self) -> None:
+        self._cancel_deadline()
+        if self._open_timeout:
+            reactor = self.site.reactor
+            self.handshake_deadline = reactor.seconds() + self._open_timeout
+            self._deadline_call = reactor.callLater(self._open_timeout, self._deadline_passed)
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline_call is not None:
+            if self._deadline_call.active():
+                self._deadline_call.cancel()
+            self._deadline_call = None
+
+    def _deadline_passed(self) -> None:
+        self._deadline_call = None
+        transport = self.transport
+        if transport is None:
+            return  # handed over to the WebSocket protocol
+        if transport.disconnecting:
+            # Already closing (a refusal, a timed-out close) and the peer takes nothing.
+            transport.abortConnection()
+            return
+        self.log.warn(
+            "dropping connection to peer {peer}: WebSocket opening handshake timeout "
+            "(peer did not finish the opening handshake in {timeout} s)",
+            peer=peer2str(transport),
+            timeout=self._open_timeout,
+        )
+        # Nothing of ours is waiting to be written: a plain close (FIN), as
+        # twisted.web's idle timeout does; an abort if even that does not finish.
+        self.loseConnection()
+        self._deadline_call = self.site.reactor.callLater(ABORT_GRACE_SECONDS, self._deadline_passed)
+
+    def allContentReceived(self) -> None:
+        # The request is complete: a page is served now, or the WebSocket
+        # protocol takes over with what is left of handshake_deadline.
+        self._cancel_deadline()
+        super().allContentReceived()
+
+    def requestDone(self, request: Any) -> None:
+        # The next request on this connection is screened and timed afresh
+        # (twisted.web replays the bytes it buffered meanwhile through dataReceived).
+        self._screening, self._head = True, b""
+        self._arm_deadline()
+        super().requestDone(request)
+
+    def connectionLost(self, reason: Any) -> None:
+        self._cancel_deadline()
+        super().connectionLost(reason)
+
+    # -- screening -----------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._screening:
+            self._head += data
+            head = read_request_head(self._head, self._max_request_size, self._max_headers)
+            if head is not None:
+                refusal = head if isinstance(head, Refusal) else (
+                    request_refusal(head, self._host_policy) or body_refusal(head, self._max_request_size))
+                if refusal is not None:
+                    path = None if isinstance(head, Refusal) else head.target
+                    origin = None if isinstance(head, Refusal) else head.header("origin")
+                    self._refuse(refusal, origin, path)
+                    return
+                self._screening, self._head = False, b""
+        super().dataReceived(data)
+
+    def _refuse(self, refusal: Refusal, origin: str | None = None, path: str | None = None) -> None:
+        self._refused, self._screening, self._head = True, False, b""
+        _log_refusal(peer2str(self.transport), refusal, origin, path)
+        self.transport.write(refusal_response(refusal.status, refusal.reason, refusal.headers, self._server_header))
+        self.loseConnection()  # a peer that never reads the answer is aborted at the deadline
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # What twisted.web's own parser refuses (a bad Content-Length, say) after screening.
+        self._refuse(Refusal(400, "malformed request"))
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._refuse(too_large(self._max_request_size))
+
+
+def _limited_channel(site: _WebSocketSite) -> http._GenericHTTPChannelProtocol:
+    # What twisted.web's Site builds (a wrapper that can switch to HTTP/2 after
+    # TLS ALPN), around wskit's HTTP/1.1 channel.
+    return http._GenericHTTPChannelProtocol(_LimitedHTTPChannel(site.app.settings, site.app.host_policy))
+
+
+class _WebSocketSite(server.Site):
+    """twisted.web's Site with wskit's request limits, handshake deadline and Host check.
+
+    The Host check covers every request, pages as much as WebSocket handshakes
+    (a page of a DNS-rebinding attacker must not load either).
+    """
+
+    protocol = _limited_channel
+
+    def __init__(self, root: Any, app: WebSocketApp, reactor: Any = None):
+        # Between requests of a kept-alive connection, twisted.web's idle timeout applies.
+        super().__init__(root, timeout=app.settings.timeouts.open_handshake or None, reactor=reactor,
+                         logFormatter=_access_log_line)
+        self.app = app
+        self.noisy = False
+
+    def getResourceFor(self, request: Any) -> Any:
+        host = request.getHeader(b"host")
+        policy = self.app.host_policy
+        if host is not None and not policy.allows(host.decode("iso-8859-1")):
+            return _Refused(Refusal(403, policy.reason(host.decode("iso-8859-1"))))
+        return super().getResourceFor(request)
 
 
 def build_site(app: WebSocketApp, protocol: type | None = None, reactor: Any = None) -> server.Site:
     """HTTP and WebSocket on one port: the demo page at ``/``, the endpoint at ``settings.path``."""
     settings = app.settings
     ws = websocket_resource(app, protocol=protocol, reactor=reactor)
+    ws._factory.host_policy = app.host_policy  # this Site listens where the settings say
     root: resource.Resource
     if settings.serve_static:
         root = static.File(static_root(settings.static_dir))
@@ -176,12 +415,7 @@ def build_site(app: WebSocketApp, protocol: type | None = None, reactor: Any = N
         parent.putChild(segment, child)
         parent = child
     parent.putChild(segments[-1], ws)
-    # Until a request has arrived, the HTTP idle timeout is the opening-handshake
-    # timeout: a client that connects and says nothing is dropped just as fast.
-    site = server.Site(root, timeout=settings.timeouts.open_handshake or None, reactor=reactor,
-                       logFormatter=_access_log_line)
-    site.noisy = False
-    return site
+    return _WebSocketSite(root, app, reactor=reactor)
 
 
 def _access_log_line(timestamp: str, request: Any) -> str:
@@ -295,17 +529,33 @@ class WebSocketService(service.Service):
         return d
 
     def stopService(self) -> defer.Deferred:
-        """Stop listening, close every connection with 1001 and wait for the closing
-        handshakes (at most the close-handshake timeout) so the close frames reach peers."""
+        """Stop listening, close every connection with 1001 and wait until each is gone
+        and its close line logged, so the close frames reach peers and no line is lost
+        when the reactor stops.
+
+        A peer that has not answered by the close-handshake timeout is dropped
+        by then; whatever is left at :func:`closing_deadline` is aborted and
+        waited for a moment more.
+        """
         super().stopService()
         self.app.stop()
         stopped = defer.maybeDeferred(self.port.stopListening) if self.port is not None else defer.succeed(None)
-        closing = self.app.close_all()
-        if not closing:
+        gone = self.app.close_all()
+        if not gone:
             return stopped
-        done = defer.DeferredList([stopped, *closing], consumeErrors=True)
-        timer = self._get_reactor().callLater(closing_deadline(self.settings), done.cancel)
-        done.addBoth(lambda _: timer.cancel() if timer.active() else None)
+        reactor = self._get_reactor()
+        done = defer.DeferredList([stopped, *gone], consumeErrors=True)
+        deadline = closing_deadline(self.settings)
+        timers = [reactor.callLater(deadline, self.app.abort_all),
+                  reactor.callLater(deadline + ABORT_GRACE_SECONDS, done.cancel)]
+
+        def cancel_timers(result: Any) -> Any:
+            for timer in timers:
+                if timer.active():
+                    timer.cancel()
+            return result
+
+        done.addBoth(cancel_timers)
         return done
 
 

@@ -72,6 +72,11 @@ class MemoryConnection:
         """The peer closes TCP without a closing handshake."""
         raise NotImplementedError
 
+    def hold_close(self) -> None:
+        """The peer stops reading: from now on a graceful close never completes (the
+        transport waits to write what it holds), only an abort ends the connection."""
+        raise NotImplementedError
+
     @property
     def reading_paused(self) -> bool:
         raise NotImplementedError

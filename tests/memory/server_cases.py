@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+import msgpack
+
 from memory import frames as f
 from memory.driver import memory_settings
 from memory.handlers import AwaitRaises, Raises, Recorder, registry, returns_failed
@@ -123,6 +125,208 @@ def test_plain_get_without_upgrade_gets_426(tier):
     assert f"subprotocols: {SHOUT}, wskit.echo" in head.body.decode()
     tier.settle()
     assert conn.lost
+
+
+# -- 1b. the request itself: limits, syntax, versions, Host ---------------------------------
+
+KEY = f.SAMPLE_KEY
+
+
+def raw_request(request_line="GET /ws HTTP/1.1", host="127.0.0.1:9000", version="13", extra=()) -> bytes:
+    """An upgrade request with full control over every line (``extra``: raw header lines)."""
+    lines = [request_line, *(([f"Host: {host}"]) if host is not None else []), "Upgrade: websocket",
+             "Connection: Upgrade", f"Sec-WebSocket-Key: {KEY}"]
+    if version is not None:
+        lines.append(f"Sec-WebSocket-Version: {version}")
+    return ("\r\n".join([*lines, *extra]) + "\r\n\r\n").encode("latin-1")
+
+
+# (name, request bytes, status, text the body must contain, headers the answer must carry)
+REFUSED_REQUESTS = [
+    ("head over 16 KiB", raw_request(extra=[f"X-Long: {'a' * 17000}"]), 431,
+     "request head larger than 16384 bytes", {}),
+    ("101 headers", raw_request(extra=[f"X-{i}: v" for i in range(101 - 5)]), 431,
+     "more than 100 header fields", {}),
+    ("NUL in a value", raw_request(extra=["X-A: a\x00b"]), 400, "control character in header field X-A", {}),
+    ("control character in a value", raw_request(extra=["X-A: a\x01b"]), 400,
+     "control character in header field X-A", {}),
+    ("DEL in a value", raw_request(extra=["X-A: a\x7fb"]), 400, "control character", {}),
+    ("NUL in a name", raw_request(extra=["X-\x00A: b"]), 400, "malformed header field", {}),
+    ("space before the colon", raw_request(extra=["X-A : b"]), 400, "malformed header field", {}),
+    ("a line without a colon", raw_request(extra=["just words"]), 400, "malformed header field", {}),
+    ("obsolete line folding", raw_request(extra=["X-A: a", " folded"]), 400, "obsolete line folding", {}),
+    ("malformed request line", raw_request("GET /ws  HTTP/1.1"), 400, "malformed request line", {}),
+    ("HTTP/1.0", raw_request("GET /ws HTTP/1.0"), 505, "a WebSocket handshake needs HTTP/1.1, not HTTP/1.0", {}),
+    ("WebSocket version 8", raw_request(version="8"), 426, "unsupported WebSocket version 8 (this server speaks 13)",
+     {"sec-websocket-version": "13"}),
+    ("WebSocket version 14", raw_request(version="14"), 426, "unsupported WebSocket version 14",
+     {"sec-websocket-version": "13"}),
+    ("DNS rebinding", raw_request(host="evil.example:9000", extra=["Origin: http://evil.example:9000"]), 403,
+     "host evil.example not allowed", {}),
+    ("foreign Host, no Origin", raw_request(host="evil.example"), 403, "--allow-host evil.example", {}),
+    ("two Host headers", raw_request(extra=["Host: 127.0.0.1:9000"]), 400, "more than one Host header", {}),
+    ("Origin: null", raw_request(extra=["Origin: null"]), 403, "origin null not allowed", {}),
+]
+
+
+def assert_refused(head, status, text, headers):
+    assert head.status == status, (head.start_line, head.body)
+    body = head.body.decode()
+    assert text in body, body
+    assert text in head.start_line  # the reason is in the status line too
+    assert head.header("content-type").startswith("text/plain")
+    for name, value in headers.items():
+        assert head.header(name) == value, head.headers
+
+
+def test_refused_requests_get_their_status_and_a_body(tier):
+    factory = tier.server()
+    for name, request, status, text, headers in REFUSED_REQUESTS:
+        conn = tier.connect(factory)
+        conn.send(request)
+        head = conn.head()
+        assert head is not None, f"{name}: no answer"
+        assert_refused(head, status, text, headers)
+        tier.settle()
+        assert conn.closed_by_us and conn.lost, name
+        assert conn.proto.handler is None, name
+    refused = tier.log_lines("wskit: refused")
+    assert len(refused) == len(REFUSED_REQUESTS)
+    if tier.structured_logs:
+        assert {line.event for line in refused} == {"refused"}
+
+
+def test_an_endless_header_line_is_refused_at_the_limit_without_buffering_more(tier):
+    factory = tier.server(memory_settings(limits=LimitSettings(max_request_size=1024)))
+    conn = tier.connect(factory)
+    conn.send(b"GET /ws HTTP/1.1\r\nX-Endless: ")
+    for _ in range(10):
+        conn.send(b"a" * 100)
+    head = conn.head()
+    assert head.status == 431 and "request head larger than 1024 bytes" in head.body.decode()
+    assert len(conn.proto.data) <= 1024 + 100  # the limit, plus the read that passed it
+    tier.settle()
+    assert conn.lost
+
+
+def test_requests_at_the_limits_are_accepted(tier):
+    factory = tier.server(memory_settings(limits=LimitSettings(max_request_size=1024, max_headers=10)))
+    request = raw_request(extra=[f"X-{i}: v" for i in range(10 - 5)])  # Host, Upgrade, ... : 10 in all
+    conn = tier.connect(factory)
+    conn.send(request)
+    assert conn.head().status == 101
+    padding = 1024 - len(raw_request(extra=["X-Pad: "]))
+    exact = raw_request(extra=["X-Pad: " + "p" * padding])
+    assert len(exact) == 1024
+    conn = tier.connect(factory)
+    conn.send(exact)
+    assert conn.head().status == 101
+    conn = tier.connect(factory)
+    conn.send(raw_request(extra=["X-Pad: " + "p" * (padding + 1)]))
+    assert conn.head().status == 431
+    conn = tier.connect(factory)
+    conn.send(raw_request(extra=[f"X-{i}: v" for i in range(11 - 5)]))
+    assert conn.head().status == 431
+
+
+def test_the_limits_can_be_lifted(tier):
+    factory = tier.server(memory_settings(limits=LimitSettings(max_request_size=0, max_headers=0)))
+    conn = tier.connect(factory)
+    conn.send(raw_request(extra=[f"X-{i}: {'v' * 100}" for i in range(300)]))
+    assert conn.head().status == 101
+
+
+def test_many_offered_subprotocols_are_refused_with_a_bounded_answer(tier):
+    offered = [f"proto{i}" for i in range(10_000)]
+    factory = tier.server(memory_settings(limits=LimitSettings(max_request_size=1024 * 1024)))
+    conn = tier.connect(factory)
+    head = conn.handshake(protocols=tuple(offered))
+    assert head.status == 400
+    assert len(head.start_line) <= len("HTTP/1.1 400 ") + 512
+    body = head.body.decode()
+    assert "offered: proto0, proto1, " in body and "proto10" not in body
+    assert "proto9 and 9,990 more; supported: wskit." in body
+    assert len(body) <= 4097
+
+
+def test_a_refusal_quoting_a_huge_name_is_bounded(tier):
+    factory = tier.server(memory_settings(limits=LimitSettings(max_request_size=1024 * 1024)))
+    head = tier.connect(factory).handshake(protocols=("x" * 100_000,))
+    assert head.status == 400
+    assert len(head.start_line) <= len("HTTP/1.1 400 ") + 512 and head.start_line.endswith("...")
+    assert len(head.body) <= 4097 and head.body.endswith(b"...\n")
+
+
+def test_origin_null_is_allowed_when_listed(tier):
+    factory = tier.server(memory_settings(allowed_origins=("null",)))
+    assert tier.connect(factory).handshake(origin="null").status == 101
+    assert tier.connect(factory).handshake(origin="http://evil.example.com").status == 403
+
+
+def test_file_origin_is_refused_with_403(tier):
+    head = tier.connect(tier.server()).handshake(origin="file://")
+    assert head.status == 403 and "origin file:// not allowed" in head.body.decode()
+
+
+def test_hosts_the_server_answers_to(tier):
+    factory = tier.server()  # bound to 127.0.0.1
+    for host in ("127.0.0.1:9000", "localhost:9000", "LOCALHOST", "localhost.", "app.localhost:9000",
+                 "127.0.0.2", "[::1]:9000"):
+        assert tier.connect(factory).handshake(host=host).status == 101, host
+    for host in ("evil.example:9000", "127.0.0.1.evil.example", "10.0.0.1:9000", "[2001:db8::1]:9000", ""):
+        assert tier.connect(factory).handshake(host=host).status == 403, host
+
+
+def test_allow_host_adds_names_and_wildcards(tier):
+    factory = tier.server(memory_settings(allowed_hosts=("chat.example.com", "*.example.org")))
+    for host, status in (("chat.example.com:9000", 101), ("CHAT.example.com", 101), ("a.example.org", 101),
+                         ("a.b.example.org", 101), ("example.org", 403), ("evil.example.com", 403)):
+        assert tier.connect(factory).handshake(host=host).status == status, host
+    anything = tier.server(memory_settings(allowed_hosts=("*",)))
+    assert tier.connect(anything).handshake(host="evil.example").status == 101
+
+
+def test_a_server_bound_to_every_interface_answers_to_any_ip_address(tier):
+    factory = tier.server(memory_settings(host="0.0.0.0"))
+    for host, status in (("192.0.2.7:9000", 101), ("[2001:db8::1]:9000", 101), ("localhost", 101),
+                         ("my-laptop.lan:9000", 403)):
+        assert tier.connect(factory).handshake(host=host).status == status, host
+
+
+def test_a_server_bound_to_a_name_answers_to_it(tier):
+    factory = tier.server(memory_settings(host="ws.example.net"))
+    assert tier.connect(factory).handshake(host="ws.example.net:9000").status == 101
+    assert tier.connect(factory).handshake(host="other.example.net:9000").status == 403
+
+
+def test_the_own_origin_is_same_origin_only_under_an_allowed_host(tier):
+    rebinding = dict(host="evil.example:9000", origin="http://evil.example:9000")
+    assert tier.connect(tier.server()).handshake(**rebinding).status == 403
+    listed = tier.server(memory_settings(allowed_hosts=("evil.example",)))
+    assert tier.connect(listed).handshake(**rebinding).status == 101
+
+
+def test_a_plain_get_with_a_foreign_host_is_refused_too(tier):
+    conn = tier.connect(tier.server())
+    conn.send(f.plain_get("/ws", host="evil.example:9000"))
+    head = conn.head()
+    assert head.status == 403 and "--allow-host evil.example" in head.body.decode()
+
+
+def test_a_trickled_request_is_dropped_at_the_open_timeout(tier):
+    conn = tier.connect(tier.server(memory_settings(timeouts=TimeoutSettings(open_handshake=3))))
+    request = f.upgrade_request()
+    for i in range(5):  # a byte every half second, never finishing in time
+        conn.send(request[i:i + 1])
+        tier.advance(0.5)
+    assert not conn.closed_by_us
+    for i in range(5, 10):
+        if conn.lost:
+            break
+        conn.send(request[i:i + 1])
+        tier.advance(0.5)
+    assert conn.closed_by_us and conn.lost
+    assert 3 <= tier.now() <= 3.5
 
 
 # -- 2. routing and echo -------------------------------------------------------------------
@@ -303,6 +507,78 @@ def test_fragmented_control_frame_closes_with_1002(tier):
     assert conn.close_frame().close_code == 1002
 
 
+# -- 4b. close frames from the peer ------------------------------------------------------
+
+
+def _close_payload(code=None, reason=b""):
+    return (b"" if code is None else code.to_bytes(2, "big")) + reason
+
+
+INVALID_CLOSE_FRAMES = [
+    # (what the peer sends as the close payload, the code we answer with)
+    *((_close_payload(code), 1002) for code in (0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535)),
+    (b"\x03", 1002),  # a 1-byte payload: half a code
+    (_close_payload(1000, b"x" * 124), 1002),  # 126 bytes: over the 125-byte control frame limit
+    (_close_payload(1000, b"bad \xff\xfe"), 1007),  # the reason is not UTF-8
+    (_close_payload(1000, "é".encode()[:1]), 1007),  # the reason ends mid-character
+]
+
+
+def test_invalid_close_frames_are_answered_with_a_close_frame_then_a_clean_tcp_close(tier):
+    for payload, answer in INVALID_CLOSE_FRAMES:
+        _factory, conn = open_echo(tier, timeouts=TimeoutSettings(auto_ping_interval=0))
+        conn.send(f.frame(f.CLOSE, payload))
+        close = conn.close_frame()
+        assert close.close_code == answer, (payload, close)
+        tier.settle()
+        # Closed after our close frame went out: an abort would throw it away unsent
+        # (a TCP reset where the peer should read 1002/1007).
+        assert conn.closed_by_us and conn.lost, payload
+        assert not conn.aborted, f"aborted after the invalid close frame {payload!r}"
+
+
+def test_a_valid_close_code_is_echoed(tier):
+    for code, reason in ((1000, ""), (1001, "going away"), (1003, ""), (1011, ""), (1012, ""), (3000, "bye"),
+                         (4000, ""), (4999, "last")):
+        _factory, conn = open_echo(tier, timeouts=TimeoutSettings(auto_ping_interval=0))
+        conn.send(f.close(code, reason))
+        close = conn.close_frame()
+        assert (close.close_code, close.close_reason) == (code, reason)
+        tier.settle()
+        assert conn.lost and not conn.aborted and conn.proto.wasClean
+    line = tier.log_lines("wskit: close ")[-1]
+    assert "code=4999 clean=True" in line.text
+
+
+def test_a_close_frame_without_a_code_is_answered_without_one(tier):
+    _factory, conn = open_echo(tier, timeouts=TimeoutSettings(auto_ping_interval=0))
+    conn.send(f.close(None))
+    assert conn.close_frame().payload == b""  # no code received: none to echo (1005 may not be sent)
+    tier.settle()
+    assert conn.lost and not conn.aborted
+
+
+def test_the_answer_to_our_close_ends_with_a_clean_tcp_close(tier):
+    _factory, conn = open_echo(tier, timeouts=TimeoutSettings(close_handshake=2, auto_ping_interval=0))
+    conn.proto.close(1001, "shutting down")
+    conn.close_frame()
+    conn.send(f.close(1001))
+    tier.settle()
+    assert conn.lost and not conn.aborted and conn.proto.wasClean
+
+
+def test_a_peer_that_never_reads_after_the_close_is_aborted_at_the_close_timeout(tier):
+    _factory, conn = open_echo(tier, timeouts=TimeoutSettings(close_handshake=2, auto_ping_interval=0))
+    conn.hold_close()  # our close is queued behind bytes the peer never reads
+    conn.send(f.close(1000))
+    assert conn.close_frame().close_code == 1000
+    assert conn.closed_by_us and not conn.lost
+    tier.advance(1)
+    assert not conn.lost
+    tier.advance(1.5)
+    assert conn.aborted and conn.lost
+
+
 # -- 5. ping/pong and timeouts on the fake clock ------------------------------------------
 
 
@@ -402,6 +678,59 @@ def test_close_answered_in_time_is_clean(tier):
     tier.advance(5)  # the cancelled timeout does nothing
     (line,) = tier.log_lines("wskit: close ")
     assert "code=4000 clean=True" in line.text
+
+
+# -- 5b. chat history in the join answer --------------------------------------------------------
+
+
+def _encoded_size(message):
+    return len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _room_with_messages(tier, apps, count):
+    """A v2 chat room with ``count`` messages of ~230 encoded bytes each; returns (factory, messages)."""
+    factory = tier.server(memory_settings(apps=apps))
+    poster = tier.connect(factory)
+    poster.open(protocols=("wskit.chat.v2.json",))
+    poster.send(f.text(json.dumps({"type": "join", "room": "r", "nick": "ann"})))
+    for i in range(count):
+        poster.send(f.text(json.dumps({"type": "say", "room": "r", "text": f"{i:02d} " + "é" * 50})))
+    said = [json.loads(fr.payload) for fr in poster.all_frames()]
+    return factory, [m for m in said if m["type"] == "message"]
+
+
+def _join(tier, factory, protocol="wskit.chat.v2.json", nick="bob"):
+    joiner = tier.connect(factory)
+    joiner.open(protocols=(protocol,))
+    join = {"type": "join", "room": "r", "nick": nick}
+    if protocol.endswith(".json"):
+        joiner.send(f.text(json.dumps(join)))
+        (answer,) = joiner.frames()
+        return json.loads(answer.payload)
+    joiner.send(f.binary(msgpack.packb(join)))
+    (answer,) = joiner.frames()
+    return msgpack.unpackb(answer.payload)
+
+
+def test_the_join_answer_holds_the_newest_history_that_fits_max_history_bytes(tier):
+    factory, messages = _room_with_messages(tier, AppSettings(history_size=50, max_history_bytes=1000), 20)
+    assert len(messages) == 20
+    history = _join(tier, factory)["history"]
+    assert history == messages[-len(history):]  # the newest, oldest first, as delivered
+    kept = sum(_encoded_size(m) for m in history)
+    assert kept <= 1000
+    assert kept + _encoded_size(messages[-len(history) - 1]) > 1000  # the next older one does not fit
+    assert len(_join(tier, factory, "wskit.chat.v2.msgpack", nick="carl")["history"]) == len(history)
+
+
+def test_history_bytes_cap_zero_leaves_only_the_message_count(tier):
+    factory, messages = _room_with_messages(tier, AppSettings(history_size=15, max_history_bytes=0), 20)
+    assert _join(tier, factory)["history"] == messages[-15:]
+
+
+def test_a_single_message_larger_than_the_cap_is_left_out(tier):
+    factory, _messages = _room_with_messages(tier, AppSettings(max_history_bytes=100), 3)
+    assert _join(tier, factory)["history"] == []
 
 
 # -- 6. flow control and the slow-consumer policy --------------------------------------------
@@ -533,6 +862,49 @@ def test_close_all_futures_fire_when_peers_never_answer(tier):
     tier.advance(3)
     assert all(tier.is_done(c) for c in closing)
     assert all(c.lost for c in conns)
+
+
+def test_close_all_futures_fire_only_once_the_close_line_is_logged(tier):
+    import txaio
+
+    factory = tier.server(memory_settings(timeouts=TimeoutSettings(close_handshake=2, auto_ping_interval=0)))
+    answers, silent, unread = (tier.connect(factory) for _ in range(3))
+    for conn in (answers, silent, unread):
+        conn.open()
+    unread.hold_close()
+    unread.send(f.close(1000))  # answered and dropped, but the transport still holds our close frame
+    assert unread.closed_by_us and not unread.lost
+    gone = factory.app.close_all()
+    assert len(gone) == 3  # the closing connection is waited for too
+    logged_when_fired = []
+    for future in gone:
+        txaio.add_callbacks(future, lambda _: logged_when_fired.append(len(tier.log_lines("wskit: close "))), None)
+    answers.send(f.close(1001))
+    tier.settle()
+    assert logged_when_fired == [1]
+    tier.advance(3)  # the close-handshake timeout drops the silent peer and the one that never reads
+    # The k-th future to fire finds at least k close lines (asyncio runs callbacks a turn later).
+    assert len(logged_when_fired) == 3
+    assert all(logged >= k for k, logged in enumerate(logged_when_fired, 1)), logged_when_fired
+    assert all(tier.is_done(future) for future in gone)
+    assert factory.app.connections == set()
+
+
+def test_abort_all_ends_connections_that_outlive_a_shutdown(tier):
+    factory = tier.server(memory_settings(timeouts=TimeoutSettings(close_handshake=0, auto_ping_interval=0)))
+    silent, unread = tier.connect(factory), tier.connect(factory)
+    silent.open()
+    unread.open()
+    unread.hold_close()
+    unread.send(f.close(1000))
+    gone = factory.app.close_all()
+    tier.advance(60)  # no close timeout: nothing ends them by itself
+    assert not any(tier.is_done(future) for future in gone)
+    assert factory.app.abort_all() == 2
+    tier.settle()
+    assert all(tier.is_done(future) for future in gone)
+    assert silent.aborted and unread.aborted
+    assert len(tier.log_lines("wskit: close ")) == 2
 
 
 # -- permessage-deflate ---------------------------------------------------------------------

@@ -77,6 +77,7 @@ class FakeTransport(asyncio.Transport):
         self.lost = False
         self.reading = True
         self.read_calls: list[str] = []
+        self.held = False  # the peer reads nothing: close() never completes
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"peername": ("127.0.0.1", self.peer_port), "sockname": ("127.0.0.1", 9000)}.get(name, default)
@@ -97,11 +98,12 @@ class FakeTransport(asyncio.Transport):
     def close(self) -> None:
         if not self.closing:
             self.closing = True
-            self.loop.call_soon(self._lose, None)
+            if not self.held:
+                self.loop.call_soon(self._lose, None)
 
     def abort(self) -> None:
         self.aborted = True
-        if not self.closing:
+        if not self.closing or self.held:
             self.closing = True
             self.loop.call_soon(self._lose, None)
 
@@ -164,6 +166,9 @@ class AsyncioConnection(MemoryConnection):
         self.transport.closing = True
         self.transport._lose(ConnectionResetError("peer went away"))
         self.tier.settle()
+
+    def hold_close(self) -> None:
+        self.transport.held = True
 
     @property
     def reading_paused(self) -> bool:

@@ -45,6 +45,7 @@ class MemoryTransport(StringTransport):
         self.aborted = False
         self.lost = False
         self.reading = True
+        self.held = False  # the peer reads nothing: loseConnection never completes
 
     def write(self, data: bytes) -> None:
         if not self.aborted and not self.lost:
@@ -53,7 +54,8 @@ class MemoryTransport(StringTransport):
     def loseConnection(self) -> None:
         if not self.disconnecting:
             self.disconnecting = True
-            self.reactor.callLater(0, self._lose, ConnectionDone("closed"))
+            if not self.held:
+                self.reactor.callLater(0, self._lose, ConnectionDone("closed"))
 
     def abortConnection(self) -> None:
         if not self.aborted:
@@ -118,9 +120,27 @@ class TwistedConnection(MemoryConnection):
         self.transport._lose(ConnectionLost("peer went away"))
         self.tier.settle()
 
+    def hold_close(self) -> None:
+        self.transport.held = True
+
     @property
     def reading_paused(self) -> bool:
         return not self.transport.reading
+
+
+class SiteConnection(TwistedConnection):
+    """A connection to a twisted.web Site; ``proto`` is the HTTP channel."""
+
+    def _feed(self, data: bytes) -> None:
+        # As a TCP transport does: to whichever protocol holds the transport now.
+        assert not self.transport.lost, "the connection is gone"
+        self.transport.protocol.dataReceived(data)
+
+    @property
+    def websocket(self) -> Any:
+        """The WebSocket protocol that took the transport over, if one did."""
+        taken = self.transport.protocol
+        return None if taken is self.proto else taken
 
 
 class TwistedTier(Tier):
@@ -152,6 +172,16 @@ class TwistedTier(Tier):
         port = next(self._ports)
         proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", port))
         return TwistedConnection(self, proto, port)
+
+    def site(self, settings: Any = None, protocol: type | None = None) -> Any:
+        """wskit's twisted.web Site (demo page and endpoint) on this tier's reactor."""
+        return wtwisted.build_site(self.app(settings), protocol=protocol, reactor=self.reactor)
+
+    def connect_site(self, site: Any) -> SiteConnection:
+        """A connection to ``site``: twisted.web reads the request; at a WebSocket
+        handshake the protocol takes the transport over (``conn.websocket``)."""
+        port = next(self._ports)
+        return SiteConnection(self, site.buildProtocol(IPv4Address("TCP", "127.0.0.1", port)), port)
 
     def now(self) -> float:
         return self.reactor.seconds()
