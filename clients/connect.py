@@ -39,7 +39,7 @@ def detect_backend() -> str:
 
 def connect(url: str, subprotocols: Sequence[str] = (), *, backend: str | None = None,
             settings: ClientSettings | None = None, reactor: Any = None) -> Any:
-    """Open a client connection; await it, or use it as ``async with``.
+    """Open a client connection; await it, use it as ``async with``, or iterate it.
 
     ``subprotocols`` are offered in preference order (they replace those in
     ``settings``). ``backend`` is ``"asyncio"`` or ``"twisted"``; by default
@@ -47,6 +47,12 @@ def connect(url: str, subprotocols: Sequence[str] = (), *, backend: str | None =
     the result is a Deferred (also an async context manager) firing with the
     :class:`ClientConnection`; on asyncio an awaitable async context manager.
     Fails with :class:`wskit.HandshakeError` when the server refuses.
+
+    ``async for conn in connect(...)`` yields a new open connection each time
+    one is (re)established, with backoff between attempts, following
+    ``settings.reconnect`` (:class:`wskit.ReconnectSettings`); see
+    :mod:`wskit.clients.reconnect`. On Twisted the connection timers run on
+    ``reactor`` (the global reactor if None).
     """
     backend = backend or detect_backend()
     settings = settings or ClientSettings()
@@ -65,4 +71,13 @@ def connect(url: str, subprotocols: Sequence[str] = (), *, backend: str | None =
     raise ValueError(f"backend must be 'twisted' or 'asyncio', not {backend!r}")
 
 
-__all__ = ["connect", "detect_backend"]
+def start_coroutine(coro: Any) -> Any:
+    """Run ``coro`` on the framework txaio uses: a Deferred on Twisted, a task on asyncio."""
+    if txaio.using_twisted:
+        from ._twisted import start
+    else:
+        from ._asyncio import start
+    return start(coro)
+
+
+__all__ = ["connect", "detect_backend", "start_coroutine"]
