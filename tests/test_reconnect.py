@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -95,6 +96,105 @@ def test_clients_carry_on_across_a_server_restart(backend):
     assert out["pubsub_after"] == ["x", {"n": 1}]
     # close() stops the reconnecting: iteration drains what had arrived and ends; recv() raises.
     assert out["chat_after_close"] == ["ended", 1000]
+
+
+class Interactive:
+    """``wskit connect --reconnect`` with a pipe for stdin; its output lines are collected as they come."""
+
+    def __init__(self, backend: str, url: str, *args: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "wskit", "connect", url, "--backend", backend, "--reconnect",
+             "--reconnect-delay", "0.2", "--reconnect-max-delay", "0.5", *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=python_env(), cwd=str(ROOT),
+        )
+        self.lines: list[str] = []
+        self.errors: list[str] = []
+        threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True).start()
+        threading.Thread(target=lambda: self.errors.extend(self.proc.stderr), daemon=True).start()
+
+    def type(self, line: str) -> None:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def wait_for(self, text: str, count: int = 1, timeout: float = 20) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [line for line in list(self.lines) if text in line]
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                break
+            if self.proc.poll() is not None:  # exited: its last lines may still be on their way
+                deadline = min(deadline, time.monotonic() + 0.5)
+            time.sleep(0.02)
+        raise AssertionError(f"{count} x {text!r} not printed:\n{''.join(self.lines)}\n{''.join(self.errors)}")
+
+    def finish(self, timeout: float = 15) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_wskit_connect_reconnect_keeps_the_session_across_a_restart(backend):
+    server, port = serve(backend, "--ticker-interval", "0")
+    client = Interactive(backend, f"ws://127.0.0.1:{port}/ws", "-s", "wskit.echo")
+    try:
+        client.wait_for("connected: subprotocol=wskit.echo")
+        client.type("before")
+        client.wait_for("< before")
+        server.stop()
+        client.wait_for("disconnected: code=1001 reason=server shutting down; reconnecting in")
+        client.type("while away")  # refused, not queued
+        client.wait_for("! not sent (disconnected, reconnecting): while away")
+        client.wait_for("connect failed: connection refused by ws://127.0.0.1:")  # still down: retried
+        server, _ = serve(backend, "--ticker-interval", "0", port=port)
+        client.wait_for("connected: subprotocol=wskit.echo", count=2)
+        client.type("after")
+        client.wait_for("< after")
+        client.proc.stdin.close()  # end of input: close after --linger, as without --reconnect
+        assert client.finish() == 0, "".join(client.errors)
+    finally:
+        client.kill()
+        server.stop()
+    out = "".join(client.lines)
+    assert "< while away" not in out
+    assert out.rstrip().endswith("closed: code=1000 reason=")
+    assert "Traceback" not in "".join(client.errors)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_wskit_connect_reconnect_ends_on_sigterm_while_waiting_and_gives_up_with_one_line(backend):
+    server, port = serve(backend, "--ticker-interval", "0")
+    url = f"ws://127.0.0.1:{port}/ws"
+    waiting = Interactive(backend, url)
+    giving_up = Interactive(backend, url, "--reconnect-attempts", "2")
+    try:
+        waiting.wait_for("connected:")
+        giving_up.wait_for("connected:")
+        server.stop()  # for good
+        waiting.wait_for("connect failed: connection refused")
+        waiting.proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert waiting.finish() == 0, "".join(waiting.errors)
+        assert time.monotonic() - started < 5
+        assert giving_up.finish() == 1
+    finally:
+        waiting.kill()
+        giving_up.kill()
+        server.stop()
+    assert "Traceback" not in "".join(waiting.errors)
+    # Two refused attempts after the loss, then one error line, as for a refused first connection.
+    assert len([line for line in giving_up.lines if line.startswith("connect failed:")]) == 1
+    errors = [line for line in giving_up.errors if line.startswith("wskit: ")]
+    assert len(errors) == 1 and "connection refused by" in errors[0], "".join(giving_up.errors)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
