@@ -134,9 +134,19 @@ async def give_up(backend: str, refused_url: str, live_url: str) -> dict:
         refused_url, ReconnectSettings(initial_delay=0.1, factor=2, max_delay=10, jitter=0, max_attempts=4))
     out["give_up_after"] = await attempt(
         refused_url, ReconnectSettings(initial_delay=0.2, factor=1, jitter=0, give_up_after=1.0))
+    # A kept pubsub client on the same server gives up too: its reader gets the error.
+    kept = await PubSubClient.reconnecting(live_url, settings=ClientSettings(
+        reconnect=ReconnectSettings(initial_delay=0.1, factor=2, jitter=0, max_attempts=2)))
+    await kept.subscribe("anything")
     out["lost"] = await attempt(
         live_url, ReconnectSettings(initial_delay=0.1, factor=2, jitter=0, max_attempts=3),
         on_connected=lambda: emit(event="ready"))
+    try:
+        async for _event in kept:
+            pass
+        out["kept"] = "ended"
+    except Exception as exc:
+        out["kept"] = [type(exc).__name__, kept.reconnects]
     return out
 
 
@@ -206,7 +216,20 @@ async def flood(backend: str, url: str, count: int = 3000) -> dict:
     return out
 
 
-SCENARIOS = {"restart": restart, "give_up": give_up, "refusals": refusals, "flood": flood}
+async def untrusted(backend: str, url: str) -> dict:
+    """A wss:// server whose certificate is not trusted: raised at once, not retried."""
+    waits: list = []
+    iterator = wskit.connect(url, settings=ClientSettings(reconnect=FAST)).__aiter__()
+    iterator.on_retry.append(lambda error, delay: waits.append(str(error)))
+    try:
+        async for _conn in iterator:
+            return {"untrusted": "connected"}
+    except Exception as exc:
+        return {"untrusted": ["certificate verify failed" in str(exc), waits, iterator.attempts]}
+    return {"untrusted": "ended"}
+
+
+SCENARIOS = {"restart": restart, "give_up": give_up, "refusals": refusals, "flood": flood, "untrusted": untrusted}
 
 
 if __name__ == "__main__":

@@ -224,6 +224,7 @@ def test_iteration_gives_up_with_the_last_error(backend):
     assert (lost["raised"], lost["waits"], lost["attempts"]) == (refused, [0.1, 0.2, 0.4], 3)
     assert lost["connections"] == 1
     assert 0.7 <= lost["elapsed"] < 5
+    assert out["kept"] == [refused, 0]  # a kept client's reader gets the error it gave up on
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -238,6 +239,21 @@ def test_4xx_is_raised_at_once_and_503_is_retried(backend):
     status, waits, attempts, quick = out["refused_400"]
     assert (status, waits, attempts, quick) == (400, [], 1, True)
     assert out["retried_503"] == [[503], "in"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_untrusted_certificate_is_raised_at_once(backend, tmp_path):
+    from tlscert import make_self_signed
+
+    cert, key = make_self_signed(tmp_path)
+    server, port = serve("twisted", "--ticker-interval", "0", "--tls-cert", cert, "--tls-key", key)
+    script = Script(backend, "untrusted", f"wss://127.0.0.1:{port}/ws")
+    try:
+        out = script.result()
+    finally:
+        script.kill()
+        server.stop()
+    assert out["untrusted"] == [True, [], 1]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -365,3 +365,81 @@ def test_attach_renews_subscriptions_quietly_and_fails_requests_of_the_old_conne
     tier.settle()
     assert [r["type"] for r in tier.result_of(attached)] == ["subscribed", "subscribed"]
     assert tier.result_of(ps.recv()) == {"type": "event", "topic": "ticks.a", "data": 1}  # no "subscribed"
+
+
+def kept_client(tier: Any, cls: Any, script: Script, policy: ReconnectSettings = POLICY) -> Any:
+    """What ``cls.reconnecting(...)`` gives, over the scripted attempts."""
+    iterator = reconnecting(tier, script, policy)
+    future = iterator.driver.future(cls._first_connection(iterator))
+    tier.settle()
+    return tier.result_of(future)
+
+
+def test_a_kept_client_switches_readers_over_once_the_rejoin_is_answered(tier):
+    from wskit.clients.chat import ChatClient
+
+    script = Script(tier, subprotocol="wskit.chat.v2.json")
+    chat = kept_client(tier, ChatClient, script)
+    hooks: list = []
+    chat.on_reconnect.append(hooks.append)
+    chat.join("lobby", "ann")
+    _reply_to_all(chat.connection, lambda r: {"type": "joined", "room": "lobby", "nick": "ann", "members": []})
+    tier.settle()
+    reading = chat.recv()  # waits across the loss
+
+    script.lose(1006)
+    tier.advance(1)
+    new = script.opened[-1]
+    assert chat.connection is new and [m["type"] for m in new.protocol.sent] == ["join"]
+    new._received(json.dumps({"type": "message", "room": "lobby", "from": "x", "text": "early"}).encode(), False)
+    tier.settle()
+    assert not tier.is_done(reading)  # queued behind the re-join, which is not answered yet
+    _reply_to_all(new, lambda r: {"type": "joined", "room": "lobby", "nick": "ann", "members": ["ann"]})
+    tier.settle()
+    # Then the reader reads the new connection as it is: what came first comes first.
+    assert tier.result_of(reading)["text"] == "early"
+    following = chat.recv()
+    tier.settle()
+    assert tier.result_of(following)["type"] == "joined"
+    assert chat.reconnects == 1 and [r["type"] for r in hooks[0]] == ["joined"]
+
+
+@pytest.mark.parametrize("code, ends", [(1000, StopAsyncIteration), (1008, ConnectionClosed)])
+def test_a_kept_client_ends_or_raises_as_its_connections_do(tier, code, ends):
+    from wskit.clients.pubsub import PubSubClient
+
+    script = Script(tier, subprotocol="wskit.pubsub.v1.json")
+    ps = kept_client(tier, PubSubClient, script)
+    pending = ps.__anext__()
+    script.lose(code, "bye")
+    tier.advance(5)
+    raised = outcome(tier, pending)
+    assert isinstance(raised, ends) and script.times == [0.0]
+    if code == 1008:
+        assert raised.code == 1008
+
+
+def test_a_kept_client_raises_the_error_it_gave_up_on(tier):
+    from wskit.clients.pubsub import PubSubClient
+
+    errors = [network_error(tier), network_error(tier)]
+    script = Script(tier, "open", *errors, subprotocol="wskit.pubsub.v1.json")
+    ps = kept_client(tier, PubSubClient, script, POLICY.replace(max_attempts=2))
+    pending = ps.recv()
+    script.lose(1001)
+    tier.advance(10)
+    assert outcome(tier, pending) is errors[1]
+    assert script.times == [0.0, 1.0, 3.0]
+
+
+def test_closing_a_kept_client_stops_its_reconnecting(tier):
+    from wskit.clients.chat import ChatClient
+
+    script = Script(tier, subprotocol="wskit.chat.v1.msgpack")
+    chat = kept_client(tier, ChatClient, script)
+    closed = chat.close()
+    tier.advance(5)
+    assert tier.is_done(closed) and script.times == [0.0]
+    after = chat.__anext__()
+    tier.settle()
+    assert isinstance(outcome(tier, after), StopAsyncIteration)
