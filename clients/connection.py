@@ -254,9 +254,8 @@ class ClientConnection:
         Reading resumes if the queue had paused it: the server's close frame
         must be read. Messages still arriving are queued beyond ``max_queue``.
         """
-        if not self._is_closed:
-            self.close_requested = True
         if self.is_open:
+            self.close_requested = True
             self.protocol.close(code, reason)
             if self._reading_paused:
                 self._reading_paused = False

@@ -9,8 +9,9 @@ rules (:class:`wskit.settings.ReconnectSettings`):
   untrusted certificate, an invalid compression answer) is raised at once;
 * after a connection closes with a code in ``retry_close_codes`` (1001 going
   away, 1006 lost, 1011, 1012, 1013, 1014) the next one is opened after a
-  random delay of up to ``initial_delay``; after 1000 the iteration ends; after
-  any other code it raises :class:`ConnectionClosed`;
+  random delay of up to ``initial_delay``; after 1000 (or a close frame
+  without a code) the iteration ends; after any other code it raises
+  :class:`ConnectionClosed`;
 * a connection closed by this client (``conn.close()``), or still open when
   the loop asks for the next one, is replaced at once;
 * the backoff starts again after each successful connection, and the
@@ -52,7 +53,7 @@ def after_close(code: int | None, policy: ReconnectSettings) -> str:
     code = 1006 if code is None else code
     if code in policy.retry_close_codes:
         return RETRY
-    if code == 1000:
+    if code in (1000, 1005):  # a normal closure, or a close frame without a code
         return END
     return RAISE
 

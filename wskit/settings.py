@@ -257,8 +257,9 @@ class ReconnectSettings:
     * ``retry_close_codes``: close codes after which a connection is replaced:
       1001 going away (a server restarting), 1006 lost without a close frame
       (a network failure, a dead peer), 1011 internal error, 1012 service
-      restart, 1013 try again later, 1014 bad gateway. After 1000 the
-      iteration ends; after any other code it raises :class:`ConnectionClosed`.
+      restart, 1013 try again later, 1014 bad gateway. After 1000 (or a close
+      without a code) the iteration ends; after any other code it raises
+      :class:`ConnectionClosed`.
 
     >>> ReconnectSettings().delay(0, rand=0.0), ReconnectSettings().delay(1, rand=0.0)
     (5.0, 8.09)

@@ -213,11 +213,12 @@ def test_the_iteration_of_a_lost_connection_ends_quietly(tier):
         tier.result_of(conn.recv())
 
 
-def test_a_normal_close_by_the_server_ends_the_iteration(tier):
+@pytest.mark.parametrize("code", [1000, 1005])
+def test_a_normal_close_by_the_server_ends_the_iteration(tier, code):
     script = Script(tier)
     iterator = reconnecting(tier, script)
     outcome(tier, step(tier, iterator))
-    script.lose(1000)
+    script.lose(code)
     assert isinstance(outcome(tier, step(tier, iterator, 10)), StopAsyncIteration)
     assert script.times == [0.0]
 
@@ -254,6 +255,17 @@ def test_a_connection_this_client_closed_or_left_open_is_replaced_at_once(tier):
     third = outcome(tier, step(tier, iterator))  # asked for while the second is open
     assert second.closed and second.close_code == 1000 and third.is_open
     assert script.times == [0.0, 2.0, 2.0]
+
+
+def test_close_called_after_the_server_closed_does_not_count_as_the_clients(tier):
+    script = Script(tier)
+    iterator = reconnecting(tier, script)
+    conn = outcome(tier, step(tier, iterator))
+    conn.protocol.is_connected = False  # the server's close frame has arrived: the connection is closing
+    conn.close()
+    conn._closed(True, 1001, "restart")
+    outcome(tier, step(tier, iterator, 1))
+    assert script.times == [0.0, 1.0]  # waited, as after any 1001
 
 
 def test_backoff_starts_again_after_a_successful_connection(tier):
