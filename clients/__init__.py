@@ -1,6 +1,7 @@
 """Client side of wskit (installed as ``wskit.clients``).
 
-:func:`connect` opens an awaitable :class:`ClientConnection` on either backend;
+:func:`connect` opens an awaitable :class:`ClientConnection` on either backend
+(``async for conn in connect(...)``: a new one after each loss, see :class:`Reconnecting`);
 :class:`ChatClient`, :class:`PubSubClient` and :class:`RPCClient` speak the
 shipped subprotocols over one. :class:`EchoClientHandler` is the Autobahn
 TestSuite's client-side testee.
@@ -14,6 +15,7 @@ from .connect import connect, detect_backend
 from .connection import ClientConnection, ConnectionClosed
 from .echo import EchoClientHandler
 from .pubsub import PubSubClient
+from .reconnect import Reconnecting
 from .rpc import RPCClient
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "EchoClientHandler",
     "PubSubClient",
     "RPCClient",
+    "Reconnecting",
     "RequestError",
     "connect",
     "detect_backend",

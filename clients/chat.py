@@ -8,6 +8,13 @@ Example (asyncio; the same under Twisted's ``ensureDeferred``)::
         await chat.say("lobby", "hello")
         async for msg in chat:                         # message / presence objects
             print(msg)
+
+Across server restarts and network failures::
+
+    chat = await ChatClient.reconnecting(url, ChatClient.subprotocols(2))
+    await chat.join("lobby", "ann")
+    async for msg in chat:      # after a reconnection: a "joined" message per room, then the room again
+        print(msg)
 """
 
 from __future__ import annotations
@@ -18,16 +25,45 @@ from .base import TypedRequestClient
 
 
 class ChatClient(TypedRequestClient):
+    """Remembers the rooms it is in (``rooms``: room -> nick) and re-joins them on a new connection.
+
+    A re-join's ``joined`` reply (members, and in v2 the room's recent history)
+    is delivered to readers, in its place among the messages: that is how a
+    reader learns that it reconnected and sees what the room kept meanwhile.
+    A re-join the server refuses (e.g. ``nick-taken``) is delivered as its
+    ``error`` message and the room is forgotten.
+    """
+
     app = "chat"
+
+    def __init__(self, connection: Any):
+        self.rooms: dict[str, str] = {}
+        super().__init__(connection)
 
     def join(self, room: str, nick: str) -> Any:
         """Fires with the ``joined`` reply; fails with :class:`RequestError` (e.g. ``nick-taken``)."""
-        return self._typed_request({"type": "join", "room": room, "nick": nick})
+
+        def joined(reply: dict) -> None:
+            if reply.get("type") == "joined":
+                self.rooms[room] = nick
+
+        return self._typed_request({"type": "join", "room": room, "nick": nick}, joined)
 
     def leave(self, room: str) -> Any:
         """Fires with the ``left`` reply; fails with :class:`RequestError` (``not-joined``)."""
-        return self._typed_request({"type": "leave", "room": room})
+        return self._typed_request({"type": "leave", "room": room}, lambda _reply: self.rooms.pop(room, None))
 
     def say(self, room: str, text: str) -> Any:
         """Send a message; it comes back to every member, this one included, as a ``message``."""
         return self.connection.send({"type": "say", "room": room, "text": text})
+
+    def _restore(self) -> list[Any]:
+        def rejoined(room: str, nick: str, reply: dict) -> None:
+            if reply.get("type") == "joined":
+                self.rooms[room] = nick
+            else:
+                self.rooms.pop(room, None)
+
+        return [self._typed_request({"type": "join", "room": room, "nick": nick},
+                                    lambda reply, room=room, nick=nick: rejoined(room, nick, reply), deliver="all")
+                for room, nick in list(self.rooms.items())]

@@ -48,7 +48,7 @@ def with_token(settings: ClientSettings, token: str) -> ClientSettings:
 
 def connect(url: str, subprotocols: Sequence[str] = (), *, backend: str | None = None,
             settings: ClientSettings | None = None, reactor: Any = None, token: str | None = None) -> Any:
-    """Open a client connection; await it, or use it as ``async with``.
+    """Open a client connection; await it, use it as ``async with``, or iterate it.
 
     ``subprotocols`` are offered in preference order (they replace those in
     ``settings``). ``backend`` is ``"asyncio"`` or ``"twisted"``; by default
@@ -58,6 +58,12 @@ def connect(url: str, subprotocols: Sequence[str] = (), *, backend: str | None =
     firing with the :class:`ClientConnection`; on asyncio an awaitable async
     context manager. Fails with :class:`wskit.HandshakeError` when the server
     refuses (``status`` 401 for a missing or invalid token).
+
+    ``async for conn in connect(...)`` yields a new open connection each time
+    one is (re)established, with backoff between attempts, following
+    ``settings.reconnect`` (:class:`wskit.ReconnectSettings`); see
+    :mod:`wskit.clients.reconnect`. On Twisted the connection timers run on
+    ``reactor`` (the global reactor if None).
     """
     backend = backend or detect_backend()
     settings = settings or ClientSettings()
@@ -78,4 +84,13 @@ def connect(url: str, subprotocols: Sequence[str] = (), *, backend: str | None =
     raise ValueError(f"backend must be 'twisted' or 'asyncio', not {backend!r}")
 
 
-__all__ = ["connect", "detect_backend", "with_token"]
+def start_coroutine(coro: Any) -> Any:
+    """Run ``coro`` on the framework txaio uses: a Deferred on Twisted, a task on asyncio."""
+    if txaio.using_twisted:
+        from ._twisted import start
+    else:
+        from ._asyncio import start
+    return start(coro)
+
+
+__all__ = ["connect", "detect_backend", "start_coroutine", "with_token"]

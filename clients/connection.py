@@ -60,9 +60,12 @@ class ClientConnection:
 
     Incoming messages queue until read with :meth:`recv` or ``async for``;
     once ``max_queue`` messages wait unread, the connection stops reading from
-    the socket (TCP backpressure on the server) until the queue drains.
+    the socket (TCP backpressure on the server) until the queue is half
+    drained: the queue never holds more than ``max_queue`` messages.
     Iteration ends when the server closes normally (1000/1001); after any
-    other close, :meth:`recv` and iteration raise :class:`ConnectionClosed`.
+    other close, :meth:`recv` and iteration raise :class:`ConnectionClosed`
+    (a connection handed out by ``async for conn in wskit.connect(...)`` ends
+    its iteration quietly at any close: the outer loop decides what follows).
     :meth:`send` fires once the transport can take more (the server reads
     slower than we send: the sender waits).
     """
@@ -76,6 +79,10 @@ class ClientConnection:
         self.close_reason: str | None = None
         self.was_clean: bool | None = None
         self._is_closed = False
+        # close() was called here (not the server's or the network's doing).
+        self.close_requested = False
+        # Iteration ends without raising at any close (set by the reconnecting loop).
+        self.ends_quietly = False
         self._queue: deque[tuple[Any, BaseException | None]] = deque()
         self._waiters: deque[tuple[Any, bool]] = deque()
         self._close_watchers: list[Any] = []
@@ -106,6 +113,11 @@ class ClientConnection:
     @property
     def is_open(self) -> bool:
         return self.protocol is not None and not self._is_closed and self.protocol.is_connected
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is gone (``close_code`` then says how it ended)."""
+        return self._is_closed
 
     # -- events from the protocol ---------------------------------------------
 
@@ -147,7 +159,8 @@ class ClientConnection:
                 txaio.reject(future, error)
         else:
             self._queue.append((msg, error))
-            if self.max_queue and len(self._queue) >= self.max_queue and not self._reading_paused:
+            if (self.max_queue and len(self._queue) >= self.max_queue and not self._reading_paused
+                    and not self.close_requested):
                 self._reading_paused = True
                 self.protocol.pause_reading()
 
@@ -167,7 +180,7 @@ class ClientConnection:
         self._close_watchers.clear()
 
     def _end_error(self, iterating: bool) -> BaseException:
-        if iterating and self.close_code in NORMAL_CLOSE_CODES:
+        if iterating and (self.ends_quietly or self.close_code in NORMAL_CLOSE_CODES):
             return StopAsyncIteration()
         return ConnectionClosed(self.close_code, self.close_reason)
 
@@ -236,9 +249,17 @@ class ClientConnection:
         return future
 
     def close(self, code: int = 1000, reason: str | None = None) -> Any:
-        """Start the closing handshake; the future fires once closed."""
+        """Start the closing handshake; the future fires once closed.
+
+        Reading resumes if the queue had paused it: the server's close frame
+        must be read. Messages still arriving are queued beyond ``max_queue``.
+        """
         if self.is_open:
+            self.close_requested = True
             self.protocol.close(code, reason)
+            if self._reading_paused:
+                self._reading_paused = False
+                self.protocol.resume_reading()
         return self.wait_closed()
 
     def __aiter__(self) -> ClientConnection:

@@ -50,11 +50,10 @@ class _AsyncioConnection:
         transport = self.transport
         return transport.get_write_buffer_size() if transport is not None else 0
 
-    def pause_reading(self) -> None:
-        """Stop reading from the socket (backpressure on the peer)."""
+    def _pause_transport_reading(self) -> None:
         self.transport.pause_reading()
 
-    def resume_reading(self) -> None:
+    def _resume_transport_reading(self) -> None:
         self.transport.resume_reading()
 
 

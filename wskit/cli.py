@@ -20,6 +20,7 @@ from .settings import (
     ClientSettings,
     CompressionSettings,
     LimitSettings,
+    ReconnectSettings,
     ServerSettings,
     SettingsError,
 )
@@ -136,6 +137,11 @@ def client_settings_from_args(args: argparse.Namespace) -> ClientSettings:
         origin=args.origin,
         ca_file=args.ca_file,
         limits=LimitSettings(max_message_size=args.max_message_size),
+        reconnect=ReconnectSettings(
+            initial_delay=args.reconnect_delay,
+            max_delay=args.reconnect_max_delay,
+            max_attempts=args.reconnect_attempts,
+        ),
     ).validate()
 
 
@@ -168,7 +174,8 @@ def cmd_connect(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         fail(f"bad URL: {exc}", EXIT_USAGE)
     try:
-        return run_interactive(args.url, settings, backend=args.backend, linger=args.linger)
+        return run_interactive(args.url, settings, backend=args.backend, linger=args.linger,
+                               reconnect=args.reconnect, describe=lambda exc: describe_connect_error(exc, args.url))
     except Exception as exc:
         fail(describe_connect_error(exc, args.url))
 
@@ -253,6 +260,17 @@ def build_parser() -> argparse.ArgumentParser:
     connect.add_argument("--token", metavar="TOKEN",
                          help="send this token (JWT) as Authorization: Bearer TOKEN")
     connect.add_argument("--token-file", metavar="FILE", help="read the token from FILE")
+    defaults = ReconnectSettings()
+    connect.add_argument("--reconnect", action="store_true",
+                         help="keep the session across server restarts and network failures: reconnect "
+                              "with backoff after a close with 1001/1006/1011/1012/1013/1014 or a failed "
+                              "attempt; lines typed while disconnected are not sent")
+    connect.add_argument("--reconnect-delay", type=float, default=defaults.initial_delay, metavar="SECONDS",
+                         help="first wait before reconnecting, drawn at random up to this (default: %(default)s)")
+    connect.add_argument("--reconnect-max-delay", type=float, default=defaults.max_delay, metavar="SECONDS",
+                         help="longest wait between attempts; each failure waits 1.618x longer (default: %(default)s)")
+    connect.add_argument("--reconnect-attempts", type=int, default=defaults.max_attempts, metavar="N",
+                         help="give up after N failed attempts in a row (default: 0, never)")
     connect.add_argument("--backend", choices=BACKENDS, default="twisted")
     connect.set_defaults(func=cmd_connect)
 

@@ -71,6 +71,8 @@ class ConnectionMixin:
     _writing_paused = False
     _paused_bytes = 0
     _drain_waiters: list[Any] | None = None
+    _reading_paused = False
+    _parsing = False
     # The permessage-deflate negotiation's outcome (wskit.deflate.DeflateAgreement), once negotiated.
     _deflate_agreement = None
     # The transport has reported the connection lost.
@@ -169,6 +171,25 @@ class ConnectionMixin:
         self._drain_waiters.append(future)
         return future
 
+    def pause_reading(self) -> None:
+        """Deliver no further message until :meth:`resume_reading`.
+
+        The transport stops reading from the socket (TCP backpressure on the
+        peer), and frames it had already read stay unparsed: a read of many
+        small messages does not run past the pause. The peer's close frame
+        waits too.
+        """
+        self._reading_paused = True
+        self._pause_transport_reading()
+
+    def resume_reading(self) -> None:
+        """Read again, starting with the frames held since :meth:`pause_reading`."""
+        paused, self._reading_paused = self._reading_paused, False
+        self._resume_transport_reading()
+        # Inside a message callback the running parse loop goes on by itself.
+        if paused and not self._parsing and self.state in (self.STATE_OPEN, self.STATE_CLOSING):
+            self.consumeData()
+
     # -- flow control ----------------------------------------------------
 
     def _admit(self) -> bool:
@@ -211,6 +232,15 @@ class ConnectionMixin:
         if len(payload) < self.compress_threshold:
             doNotCompress = True
         super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
+
+    def processData(self) -> bool:
+        if self._reading_paused:
+            return False  # held until resume_reading()
+        self._parsing = True
+        try:
+            return super().processData()
+        finally:
+            self._parsing = False
 
     def _connectionLost(self, reason) -> None:
         self._transport_gone = True

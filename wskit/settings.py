@@ -394,11 +394,73 @@ def _client_compression() -> CompressionSettings:
 
 
 @dataclass(frozen=True)
+class ReconnectSettings:
+    """When and how ``async for conn in wskit.connect(...)`` opens a new connection.
+
+    Delays grow exponentially: the n-th wait of a reconnection (n = 0, 1, ...)
+    is ``min(max_delay, initial_delay * factor ** n)``, shortened by a random
+    fraction of up to ``jitter`` (1.0: anywhere between 0 and the full delay,
+    so clients dropped together by a restarting server come back spread out,
+    as RFC 6455 7.2.3 asks). The defaults follow python-websockets: a first
+    wait of 0-5 s, growing by 1.618 up to 90 s.
+
+    * ``max_attempts``: connection attempts in a row that may fail before the
+      iteration gives up and raises the last error (0 = never give up).
+    * ``give_up_after``: seconds without a connection after which it gives up
+      the same way (0 = never); no attempt starts later than that.
+    * ``retry_statuses``: HTTP statuses of refused handshakes worth retrying
+      (server and proxy trouble); any other refusal (4xx) is raised at once.
+    * ``retry_close_codes``: close codes after which a connection is replaced:
+      1001 going away (a server restarting), 1006 lost without a close frame
+      (a network failure, a dead peer), 1011 internal error, 1012 service
+      restart, 1013 try again later, 1014 bad gateway. After 1000 (or a close
+      without a code) the iteration ends; after any other code it raises
+      :class:`ConnectionClosed`.
+
+    >>> ReconnectSettings().delay(0, rand=0.0), ReconnectSettings().delay(1, rand=0.0)
+    (5.0, 8.09)
+    >>> ReconnectSettings(jitter=0.5).delay(0, rand=1.0)
+    2.5
+    >>> ReconnectSettings(initial_delay=1, factor=2, max_delay=4).delay(5, rand=0.0)
+    4.0
+    """
+
+    initial_delay: float = 5.0
+    factor: float = 1.618
+    max_delay: float = 90.0
+    jitter: float = 1.0
+    max_attempts: int = 0
+    give_up_after: float = 0.0
+    retry_statuses: tuple[int, ...] = (500, 502, 503, 504)
+    retry_close_codes: tuple[int, ...] = (1001, 1006, 1011, 1012, 1013, 1014)
+
+    def delay(self, n: int, rand: float) -> float:
+        """The n-th wait (from 0) of a reconnection, for a ``rand`` drawn from [0, 1)."""
+        nominal = min(self.max_delay, self.initial_delay * self.factor ** min(n, 512))
+        return round(nominal * (1.0 - self.jitter * rand), 6)
+
+    def replace(self, **changes: Any) -> ReconnectSettings:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        if self.initial_delay < 0 or self.max_delay < 0 or self.give_up_after < 0:
+            raise SettingsError("reconnect delays and give_up_after must be >= 0 seconds")
+        if self.factor < 1:
+            raise SettingsError(f"reconnect factor must be >= 1, not {self.factor}")
+        if not 0 <= self.jitter <= 1:
+            raise SettingsError(f"reconnect jitter must be between 0 and 1, not {self.jitter}")
+        if self.max_attempts < 0:
+            raise SettingsError(f"reconnect max_attempts must be >= 0, not {self.max_attempts}")
+
+
+@dataclass(frozen=True)
 class ClientSettings:
     """What a wskit client offers and enforces.
 
     ``max_queue``: received messages an awaitable client (``wskit.connect``)
     holds unread before it stops reading from the socket (0 = no bound).
+    ``reconnect``: the backoff and retry rules of ``async for conn in
+    wskit.connect(...)`` (see :class:`ReconnectSettings`).
     """
 
     subprotocols: tuple[str, ...] = ()
@@ -410,6 +472,7 @@ class ClientSettings:
     ca_file: str | None = None
     user_agent: str = "wskit"
     max_queue: int = 16
+    reconnect: ReconnectSettings = field(default_factory=ReconnectSettings)
 
     def replace(self, **changes: Any) -> ClientSettings:
         return dataclasses.replace(self, **changes)
@@ -417,6 +480,7 @@ class ClientSettings:
     def validate(self) -> ClientSettings:
         if self.max_queue < 0:
             raise SettingsError(f"max_queue must be >= 0, not {self.max_queue}")
+        self.reconnect.validate()
         self.compression.validate()
         self.limits.validate()
         self.timeouts.validate()

@@ -99,11 +99,10 @@ class _TwistedConnection:
         self.transport.unregisterProducer()
         super()._closeConnection(abort)
 
-    def pause_reading(self) -> None:
-        """Stop reading from the socket (backpressure on the peer)."""
+    def _pause_transport_reading(self) -> None:
         self.transport.pauseProducing()
 
-    def resume_reading(self) -> None:
+    def _resume_transport_reading(self) -> None:
         self.transport.resumeProducing()
 
 

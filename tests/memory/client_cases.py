@@ -12,7 +12,7 @@ import base64
 import pytest
 
 from memory import frames as f
-from memory.handlers import Recorder
+from memory.handlers import PausesAndResumesInside, PausesOnFirst, Recorder
 from wskit.errors import HandshakeError
 from wskit.settings import ClientSettings, CompressionSettings, TimeoutSettings
 
@@ -152,6 +152,40 @@ def test_pause_and_resume_reading_reach_the_transport(tier):
     assert conn.reading_paused
     conn.proto.resume_reading()
     assert not conn.reading_paused
+
+
+def test_paused_reading_holds_messages_already_read(tier):
+    # Three messages arrive in one read: a pause at the first delivers none of the
+    # others until resume_reading(), then both, in order.
+    conn, request = start_client(tier, handler_factory=PausesOnFirst)
+    conn.send(f.switching_protocols(request, protocol="wskit.echo"))
+    handler = conn.proto.handler
+    conn.send(b"".join(f.frame(f.TEXT, text, mask=None) for text in (b"one", b"two", b"three")))
+    assert [e[1] for e in handler.events if e[0] == "message"] == [b"one"]
+    assert conn.reading_paused
+    conn.proto.resume_reading()
+    assert [e[1] for e in handler.events if e[0] == "message"] == [b"one", b"two", b"three"]
+    assert not conn.reading_paused
+
+
+def test_resume_inside_a_message_callback_keeps_parsing_in_order(tier):
+    conn, request = start_client(tier, handler_factory=PausesAndResumesInside)
+    conn.send(f.switching_protocols(request, protocol="wskit.echo"))
+    handler = conn.proto.handler
+    conn.send(b"".join(f.frame(f.TEXT, text, mask=None) for text in (b"a", b"b", b"c", b"d")))
+    conn.proto.resume_reading()  # after "a"; "b" pauses and resumes inside its own callback
+    assert [e[1] for e in handler.events if e[0] == "message"] == [b"a", b"b", b"c", b"d"]
+
+
+def test_paused_reading_holds_the_close_frame_too(tier):
+    conn, request = start_client(tier, handler_factory=PausesOnFirst)
+    conn.send(f.switching_protocols(request, protocol="wskit.echo"))
+    handler = conn.proto.handler
+    conn.send(f.frame(f.TEXT, b"one", mask=None) + f.frame(f.CLOSE, b"\x03\xe9", mask=None))
+    assert conn.proto.is_connected and conn.frames() == []  # the close frame is not read yet
+    conn.proto.resume_reading()
+    assert conn.close_frame().masked  # the reply to the server's close, written once it was read
+    assert [e[1] for e in handler.events if e[0] == "message"] == [b"one"]
 
 
 def test_client_close_handshake(tier):

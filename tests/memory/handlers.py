@@ -59,3 +59,22 @@ def registry(*entries: tuple[str, Any]) -> SubprotocolRegistry:
     for name, factory in entries:
         reg.register(name, factory)
     return reg
+
+
+class PausesOnFirst(Recorder):
+    """Pauses reading when its first message arrives; ``resume_inside`` resumes at the second."""
+
+    resume_inside = False
+
+    def on_message(self, payload: bytes, is_binary: bool) -> None:
+        super().on_message(payload, is_binary)
+        received = sum(1 for event in self.events if event[0] == "message")
+        if received == 1:
+            self.connection.pause_reading()
+        elif received == 2 and self.resume_inside:
+            self.connection.pause_reading()
+            self.connection.resume_reading()
+
+
+class PausesAndResumesInside(PausesOnFirst):
+    resume_inside = True
