@@ -41,8 +41,12 @@ class TokenBucket:
     def wait(self, now: float) -> float:
         """Seconds until the bucket is out of debt (0 when it is not in debt)."""
         self._refill(now)
-        return max(0.0, -self.tokens / self.rate)
+        wait = -self.tokens / self.rate
+        # A debt left by float rounding (1e-17 s) is paid: waiting for it would spin.
+        return wait if wait > _NEGLIGIBLE_SECONDS else 0.0
 
+
+_NEGLIGIBLE_SECONDS = 1e-9
 
 # What Throttle.admit decides for one message.
 PASS = "pass"          # handle it; the connection is within its rates

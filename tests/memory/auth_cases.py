@@ -508,12 +508,14 @@ def test_over_the_message_rate_reading_pauses_until_the_bucket_refills(tier):
     factory, conn = _echo(tier, max_message_rate=10, burst=1)
     conn.send(*[f.text(f"m{i}") for i in range(10)])  # the whole burst: fine
     assert len(conn.data_frames()) == 10 and not conn.reading_paused
-    conn.send(f.text("m10"), f.text("m11"))  # two over: handled, then reading pauses for 0.2 s
-    assert [fr.payload for fr in conn.data_frames()] == [b"m10", b"m11"]
+    conn.send(f.text("m10"), f.text("m11"))  # one over: handled, then reading pauses for 0.1 s
+    assert [fr.payload for fr in conn.data_frames()] == [b"m10"]  # m11 was read but waits
     assert conn.reading_paused
+    tier.advance(0.05)
+    assert conn.reading_paused and conn.data_frames() == []
+    tier.advance(0.1)  # the bucket refilled: m11 is handled, one over again
+    assert [fr.payload for fr in conn.data_frames()] == [b"m11"]
     tier.advance(0.15)
-    assert conn.reading_paused
-    tier.advance(0.1)
     assert not conn.reading_paused and conn.proto.is_connected
     (line,) = tier.log_lines("wskit: throttling")
     assert "messages rate limit" in line.text
@@ -521,21 +523,24 @@ def test_over_the_message_rate_reading_pauses_until_the_bucket_refills(tier):
         assert line.event == "throttled"
 
 
-def test_more_than_a_burst_ahead_closes_with_1008(tier):
+def test_a_flood_in_one_read_is_throttled_to_the_rate(tier):
     factory = tier.server(memory_settings(rate_limits=RateLimitSettings(max_message_rate=10, burst=1)))
     flooder, other = tier.connect(factory), tier.connect(factory)
     flooder.open()
     other.open()
-    flooder.send(b"".join(f.text(f"m{i}") for i in range(25)))  # one read: 10 + 10 allowed, 5 too many
-    echoed = [fr.payload for fr in flooder.data_frames()]
-    assert echoed == [f"m{i}".encode() for i in range(20)]
-    close = flooder.close_frame()
-    assert (close.close_code, close.close_reason) == (1008, "messages rate limit exceeded")
-    (line,) = tier.log_lines("over the messages rate limit (1008)")
-    assert line.level in ("warn", "warning")
+    flooder.send(b"".join(f.text(f"m{i}") for i in range(25)))  # one read: 10 allowed, 15 over
+    # The burst and the one message that went over; the rest of that read waits while reading is paused.
+    assert [fr.payload for fr in flooder.data_frames()] == [f"m{i}".encode() for i in range(11)]
+    assert flooder.reading_paused
     # Another client of the same server is not affected.
     other.send(*[f.text("fine") for _ in range(5)])
     assert len(other.data_frames()) == 5 and not other.reading_paused and other.proto.is_connected
+    echoed = []
+    for _ in range(30):  # 1.5 s at 10 messages/s: the other 14 arrive, at the configured rate
+        tier.advance(0.05)
+        echoed += [fr.payload for fr in flooder.data_frames()]
+    assert echoed == [f"m{i}".encode() for i in range(11, 25)]
+    assert flooder.proto.is_connected
 
 
 def test_the_byte_rate(tier):
@@ -548,9 +553,11 @@ def test_the_byte_rate(tier):
     assert not conn.reading_paused
     conn.send(f.binary(b"z" * 600))  # 0.05 s since the debt was paid: 550 in debt
     assert conn.reading_paused and conn.proto.is_connected
-    conn.send(f.binary(b"w" * 500))  # read before the pause took effect: more than a bucket in debt
-    close = conn.close_frame()
-    assert (close.close_code, close.close_reason) == (1008, "bytes rate limit exceeded")
+    conn.send(f.binary(b"w" * 500))  # arrives while paused: waits for the bucket
+    assert [fr.payload[:1] for fr in conn.data_frames()] == [b"z"]
+    tier.advance(0.6)
+    assert [fr.payload[:1] for fr in conn.data_frames()] == [b"w"]
+    assert conn.proto.is_connected
 
 
 def test_connections_per_address_are_limited_with_503(tier):
