@@ -9,10 +9,15 @@ raise :class:`BadMessage`, which handlers turn into a documented error reply.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, ClassVar
+
+import txaio
 
 from wskit.errors import WskitError
 from wskit.handler import Handler
+from wskit.hub import new_connection_id
+from wskit.logs import log_failure
 from wskit.serializers import DecodeError, Serializer
 from wskit.settings import AppSettings
 
@@ -31,6 +36,11 @@ NOT_JOINED = "not-joined"
 ALREADY_JOINED = "already-joined"
 NICK_TAKEN = "nick-taken"
 TOO_MANY = "too-many"
+UNAVAILABLE = "unavailable"
+CLOSE_INTERNAL_ERROR = 1011
+# Requests read while an earlier one of the same connection waits on the hub
+# (a Redis round trip): beyond this many the connection stops reading.
+MAX_QUEUED_REQUESTS = 32
 
 
 class BadMessage(WskitError):
@@ -104,6 +114,8 @@ class SerializedHandler(Handler):
         self.serializer = serializer
         self.settings = settings or getattr(service, "settings", None) or AppSettings()
         self.bad_inputs = 0
+        # This connection's id in hub messages (unique across processes).
+        self.hub_id = new_connection_id()
 
     # -- sending -------------------------------------------------------------
 
@@ -119,7 +131,7 @@ class SerializedHandler(Handler):
 
     def deliver(self, topic: str, event: Any) -> None:
         """Hub subscriber API: ``event`` is a :class:`wskit.broadcast.Broadcast`."""
-        if event.exclude is self:
+        if event.exclude is not None and event.exclude == self.hub_id:
             return
         event.send(self.connection, self.version, self.serializer)
 
@@ -155,24 +167,97 @@ class SerializedHandler(Handler):
         return True
 
 
+class _BadPayload:
+    """An undecodable message, queued behind requests in progress."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
 class TypedMessageHandler(SerializedHandler):
-    """Chat and pubsub: objects with a ``type`` field, errors as ``{"type": "error", ...}``."""
+    """Chat and pubsub: objects with a ``type`` field, errors as ``{"type": "error", ...}``.
+
+    A request method may answer at once or return a future (a request that
+    waits on a shared hub); later requests of the same connection then wait
+    their turn, so a connection's requests are answered in the order sent.
+    """
+
+    _waiting: deque | None = None  # requests read while one is in progress
+    _reading_paused = False
 
     def handle(self, msg: Any) -> None:
+        if self._waiting is not None:
+            self._waiting.append(msg)
+            if len(self._waiting) >= MAX_QUEUED_REQUESTS and not self._reading_paused:
+                self._reading_paused = True
+                self.connection.pause_reading()
+            return
+        self._run(msg)
+
+    def _run(self, msg: Any) -> None:
+        while True:
+            pending = self._dispatch(msg)
+            if pending is not None:
+                if self._waiting is None:
+                    self._waiting = deque()
+                txaio.add_callbacks(pending, lambda _: self._resume(),
+                                    lambda fail: self._request_failed(fail, msg))
+                return
+            if not self._waiting:
+                self._waiting = None
+                self._resume_reading()
+                return
+            msg = self._waiting.popleft()
+
+    def _resume(self) -> None:
+        """The request in progress is answered: run the ones that waited, in order."""
+        if not self._waiting:
+            self._waiting = None
+            self._resume_reading()
+            return
+        self._run(self._waiting.popleft())
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused:
+            self._reading_paused = False
+            if self.connected:
+                self.connection.resume_reading()
+
+    def _dispatch(self, msg: Any) -> Any:
+        """Run one request; a future if it is still in progress, else None."""
+        if isinstance(msg, _BadPayload):
+            self.send_error(BAD_PAYLOAD, msg.reason, None)
+            return None
         try:
             kind = message_type(msg)
             method = getattr(self, "on_" + kind.replace("-", "_"), None) if kind in self.message_types else None
             if method is None:
                 raise BadMessage(UNKNOWN_TYPE, f"unknown message type {kind!r} "
                                                f"(expected one of: {', '.join(self.message_types)})")
-            method(msg)
+            result = method(msg)
         except BadMessage as exc:
             self.send_error(exc.code, exc.message, msg)
+            return None
+        return result if result is not None and txaio.is_future(result) else None
+
+    def _request_failed(self, fail: Any, msg: Any) -> None:
+        if isinstance(fail.value, BadMessage):
+            self.send_error(fail.value.code, fail.value.message, msg)
+        else:
+            log_failure(txaio.make_logger(), fail, "wskit: {subprotocol} request failed for {peer}: "
+                        "{log_failure.value}", subprotocol=self.connection.subprotocol,
+                        peer=self.connection.peer)
+            if self.connected:
+                self.connection.close(CLOSE_INTERNAL_ERROR, "internal error")
+        self._resume()
 
     message_types: ClassVar[tuple[str, ...]] = ()
 
     def on_bad_payload(self, reason: str) -> None:
-        self.send_error(BAD_PAYLOAD, reason, None)
+        if self._waiting is not None:  # answered in turn, after the requests before it
+            self.handle(_BadPayload(reason))
+        else:
+            self.send_error(BAD_PAYLOAD, reason, None)
 
     def send_error(self, code: str, message: str, msg: Any) -> None:
         if code in INPUT_ERRORS and not self.count_bad_input():

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from wskit.broadcast import Broadcast
 from wskit.hub import Hub
 from wskit.settings import AppSettings
 
-from .base import BAD_FIELD, TOO_MANY, BadMessage, TypedMessageHandler, require_name
+from .base import BAD_FIELD, TOO_MANY, UNAVAILABLE, BadMessage, TypedMessageHandler, require_name
 
 
 
@@ -61,8 +60,10 @@ class PubSubService:
     def publish(self, topic: str, data: Any) -> int:
         """Send ``{"type": "event", "topic": topic, "data": data}`` to its subscribers.
 
-        Returns the number of subscribers reached. ``data`` must be encodable by
-        both serializers (JSON values; bytes reach JSON subscribers base64-encoded).
+        Returns the number of subscribers reached in this process (with a
+        shared hub, delivery here and on other servers follows once the hub
+        has relayed the event). ``data`` must be encodable by both
+        serializers (JSON values; bytes reach JSON subscribers base64-encoded).
         """
         if not isinstance(topic, str) or not topic:
             raise ValueError("topic must be a non-empty string")
@@ -70,8 +71,7 @@ class PubSubService:
             check_topic(topic, allow_pattern=False)
         except BadMessage as exc:
             raise ValueError(exc.message) from None
-        event = Broadcast({None: {"type": "event", "topic": topic, "data": data}})
-        return self.hub.publish(self.hub_topic(topic), event)
+        return self.hub.publish(self.hub_topic(topic), {None: {"type": "event", "topic": topic, "data": data}})
 
     def subscribe(self, topic: str, subscriber: Any) -> None:
         """Subscribe to a topic or pattern; :class:`BadMessage` ``too-many`` past ``max_topics``."""
@@ -141,7 +141,11 @@ class PubSubHandler(TypedMessageHandler):
         topic = self._topic(msg, allow_pattern=False)
         if "data" not in msg:
             raise BadMessage(BAD_FIELD, "missing field 'data'")
+        hub = self.service.hub
         self.service.publish(topic, msg["data"])
+        if hub.shared and not hub.connected:
+            raise BadMessage(UNAVAILABLE, "delivered to this server's subscribers only: the hub cannot "
+                                          "reach the other servers right now")
 
     def on_close(self, was_clean: bool, code: int | None, reason: str | None) -> None:
         self.service.unsubscribe_all(self)
