@@ -262,7 +262,7 @@ class ChatService:
 
         def refused(fail: Any) -> Any:
             self._drop(member, room)
-            if fail.check(HubUnavailable):
+            if isinstance(fail.value, HubUnavailable):
                 self.hub.presence_leave(topic, member_id)
                 raise _unavailable()
             return fail
@@ -383,7 +383,7 @@ def _unavailable_as_bad_message(d: Any, convert: Callable[[Any], Any]) -> Any:
     out = txaio.create_future()
 
     def failed(fail: Any) -> None:
-        txaio.reject(out, _unavailable() if fail.check(HubUnavailable) else fail)
+        txaio.reject(out, _unavailable() if isinstance(fail.value, HubUnavailable) else fail)
 
     txaio.add_callbacks(d, lambda value: txaio.resolve(out, convert(value)), failed)
     return out

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import txaio
+
 from wskit.hub import Hub
 from wskit.settings import AppSettings
 
@@ -122,14 +124,28 @@ class PubSubHandler(TypedMessageHandler):
         super().__init__(*args, **kwargs)
         self.topics: set[str] = set()
 
-    def on_subscribe(self, msg: dict) -> None:
+    def on_subscribe(self, msg: dict) -> Any:
         topic = self._topic(msg, allow_pattern=True)
         limit = self.settings.max_subscriptions
         if limit and topic not in self.topics and len(self.topics) >= limit:
             raise BadMessage(TOO_MANY, f"already subscribed to {limit} topics: unsubscribe first")
         self.service.subscribe(topic, self)
         self.topics.add(topic)
-        self.send(self.reply({"type": "subscribed", "topic": topic}, msg))
+        hub = self.service.hub
+        if not getattr(hub, "shared", False):
+            self.send(self.reply({"type": "subscribed", "topic": topic}, msg))
+            return None
+        # A shared hub answers once Redis relays the topic here: from then on no event is missed
+        # (without Redis, the events of this server arrive all the same).
+        relayed = txaio.as_future(hub.when_subscribed, self.service.hub_topic(topic))
+        answered = txaio.create_future()
+
+        def answer(_: Any) -> None:
+            self.send(self.reply({"type": "subscribed", "topic": topic}, msg))
+            txaio.resolve(answered, None)
+
+        txaio.add_callbacks(relayed, answer, answer)
+        return answered
 
     def on_unsubscribe(self, msg: dict) -> None:
         topic = self._topic(msg, allow_pattern=True)

@@ -349,6 +349,13 @@ class InProcessHub:
                 )
         return delivered
 
+    def has_exact(self, topic: str) -> bool:
+        """Whether anyone subscribes to ``topic`` itself (not through a pattern)."""
+        return topic in self._topics
+
+    def has_pattern(self, pattern: str) -> bool:
+        return self._patterns.get(pattern) is not None
+
     def subscribers(self, topic: str) -> list[Subscriber]:
         """Who hears a publish on ``topic``: exact subscribers, then pattern ones, each once."""
         exact = self._topics.get(topic)
