@@ -243,13 +243,20 @@ class ChatService:
     def _join_shared(self, member: Any, room: str, nick: str, since: int | None, epoch: str | None) -> Any:
         topic, member_id = self.topic(room), member.hub_id
 
+        def still_there() -> None:
+            found = self.rooms.get(room)
+            if found is None or member not in found.members:  # left (or closed) meanwhile
+                raise BadMessage(NOT_JOINED, f"left room {room!r} before the join was answered")
+
         def claimed(free: bool) -> Any:
             if not free:
                 raise BadMessage(NICK_TAKEN, f"nick {nick!r} is taken in room {room!r}")
+            still_there()
             # Read the history once the hub hears the room: no message falls between the two.
             return txaio.as_future(self.hub.when_subscribed, topic)
 
         def subscribed(_: Any) -> Any:
+            still_there()
             # Both reads go out at once (pipelined on the hub's connection).
             history = txaio.as_future(self.hub.history, topic, since=since, since_epoch=epoch, ttl=self.ttl)
             present = txaio.as_future(self.hub.presence, topic)
@@ -257,6 +264,7 @@ class ChatService:
 
         def answered(results: tuple) -> Joined:
             recovery, present = results
+            still_there()
             self._presence(room, nick, "join", exclude=member_id)
             return Joined(room, nick, [info for _, info in present], recovery)
 

@@ -191,6 +191,7 @@ class RedisHub:
         self._ready: list[Any] = []
         # This process's members: topic -> member id -> (info, ttl seconds).
         self._members: dict[str, dict[str, tuple[str, float]]] = {}
+        self._joining: dict[tuple[str, str], bool] = {}  # presence joins on the way: still wanted?
         self._watchers: list[tuple[str, Callable[[str, str, str, str], Any]]] = []
         self._recent: OrderedDict[str, None] = OrderedDict()  # ids of messages just delivered
         self._ids = itertools.count(1)
@@ -374,15 +375,25 @@ class RedisHub:
                             [member_id, info, self.process, self._ms(self.address.presence_timeout),
                              self._ms(ttl), topic])
 
+        key = (topic, member_id)
+        self._joining[key] = True
+
         def joined(reply: Any) -> bool:
-            if reply:
+            wanted = self._joining.pop(key, False)
+            if reply and wanted:  # not left meanwhile
                 self._members.setdefault(topic, {})[member_id] = (info, ttl)
             return bool(reply)
 
-        return _map(done, joined)
+        def failed(fail: Any) -> Any:
+            self._joining.pop(key, None)
+            return fail
+
+        return _then_both(done, joined, failed)
 
     def presence_leave(self, topic: str, member_id: str) -> None:
         """Remove a member; without Redis, the next connection sets it right."""
+        if (topic, member_id) in self._joining:
+            self._joining[(topic, member_id)] = False
         members = self._members.get(topic)
         if members is not None:
             members.pop(member_id, None)
@@ -562,7 +573,9 @@ class RedisHub:
         for pattern in self._patterns:
             link.pubsub("PSUBSCRIBE", channel_pattern(self._channel_prefix, pattern))
         now = link.now()
-        if was_lost:
+        if not was_lost:
+            self.log.info("wskit hub: connected to Redis at {where}", where=self.address.where)
+        else:
             self.log.info("wskit hub: reconnected to Redis at {where} after {seconds:.1f} s; "
                           "{channels} topics, {patterns} patterns and {members} members restored",
                           where=self.address.where, seconds=now - self._lost_at,
@@ -720,6 +733,20 @@ def _chain(d: Any, then: Callable[[Any], Any]) -> Any:
             txaio.resolve(out, result)
 
     txaio.add_callbacks(d, ok, lambda fail: txaio.reject(out, fail))
+    return out
+
+
+def _then_both(d: Any, ok: Callable[[Any], Any], failed: Callable[[Any], Any]) -> Any:
+    """``d`` through ``ok`` or ``failed`` (which returns the failure to pass on)."""
+    out = txaio.create_future()
+
+    def done(value: Any) -> None:
+        try:
+            txaio.resolve(out, ok(value))
+        except Exception:
+            txaio.reject(out, txaio.create_failure())
+
+    txaio.add_callbacks(d, done, lambda fail: txaio.reject(out, failed(fail)))
     return out
 
 

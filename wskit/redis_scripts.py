@@ -13,6 +13,7 @@ key                    type    holds
 ``P{T}:names``         hash    info (a chat nick) -> member id: one holder per info
 ``Pprocs``             zset    process id -> time of its last heartbeat (Redis clock, ms)
 ``Pproc:<process id>`` set     ``"<topic>\\n<member id>"`` of that process's members
+``Preaped:<process>``  string  set when another process removed that process's members
 =====================  ======  =========================================================
 
 The ``{T}`` braces make a room's four keys one Redis Cluster hash slot. The
@@ -166,6 +167,8 @@ local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber
 for _, process in ipairs(dead) do
   redis.call('ZREM', KEYS[1], process)
   reap(ARGV[3], process, gone)
+  -- Tells the process, should it come back, that its members' leave was announced.
+  redis.call('SET', ARGV[3] .. 'reaped:' .. process, 1, 'EX', 86400)
 end
 return gone
 """
@@ -178,6 +181,9 @@ SYNC = _NOW + _INFO + """
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 local prefix, ttl = ARGV[2], ARGV[3]
 local wanted, changed = {}, {}
+-- Announce members put back only if another process announced their leave (not after Redis
+-- merely lost its data: then nobody was told they had gone).
+local reaped = redis.call('DEL', prefix .. 'reaped:' .. ARGV[1]) == 1
 for i = 4, #ARGV, 3 do
   wanted[ARGV[i] .. '\\n' .. ARGV[i + 1]] = ARGV[i + 2]
 end
@@ -209,10 +215,12 @@ for i = 4, #ARGV, 3 do
     local seq = redis.call('HINCRBY', presence, '#', 1)
     redis.call('HSET', presence, id, seq .. '\\t' .. info)
     redis.call('HSET', names, info, id)
-    changed[#changed + 1] = 'join'
-    changed[#changed + 1] = topic
-    changed[#changed + 1] = id
-    changed[#changed + 1] = info
+    if reaped then
+      changed[#changed + 1] = 'join'
+      changed[#changed + 1] = topic
+      changed[#changed + 1] = id
+      changed[#changed + 1] = info
+    end
   end
   redis.call('PEXPIRE', presence, ttl)
   redis.call('PEXPIRE', names, ttl)
