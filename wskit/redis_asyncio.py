@@ -110,6 +110,9 @@ class AsyncioRedisLink:
                     self._queue = []
                     self._lost(exc)
                     return
+                except asyncio.CancelledError:  # closed while this batch was on the wire
+                    self._fail([future for _, future in batch], LinkLost("closed"))
+                    raise
                 for (_, future), reply in zip(batch, replies):
                     if future.done():
                         continue
