@@ -98,6 +98,27 @@ def test_a_v1_client_on_twisted_and_a_v2_client_on_asyncio_share_a_room(servers)
     run(go())
 
 
+def test_requests_sent_back_to_back_are_answered_in_order(servers):
+    a, b = servers
+
+    async def go():
+        room = new_room()
+        peer = await open_peer(b, ["wskit.chat.v2.json"])
+        # The join waits on Redis; the says behind it wait their turn.
+        await peer.send({"type": "join", "room": room, "nick": "quick", "ref": 1})
+        for i in range(5):
+            await said(peer, room, f"m{i}")
+        await peer.send({"type": "leave", "room": room, "ref": 2})
+        kinds = []
+        while not kinds or kinds[-1] != "left":
+            got = await peer.recv()
+            kinds.append(got["type"] if got["type"] != "message" else got["text"])
+        assert kinds == ["joined", "m0", "m1", "m2", "m3", "m4", "left"]
+        await peer.close()
+
+    run(go())
+
+
 def test_history_written_through_one_server_is_joined_on_the_other(servers):
     a, b = servers
 
@@ -178,8 +199,8 @@ def test_a_client_rejoining_on_the_other_server_with_since_gets_exactly_what_it_
 
 
 def test_members_of_a_killed_server_disappear_from_the_others_within_the_presence_timeout(redis):
-    a, b = start("twisted", redis), start("asyncio", redis)
-    with a.proc, b.proc:
+    a, b, c = start("twisted", redis), start("asyncio", redis), start("asyncio", redis)
+    with a.proc, b.proc, c.proc:
 
         async def go():
             room = new_room("presence")
@@ -187,6 +208,15 @@ def test_members_of_a_killed_server_disappear_from_the_others_within_the_presenc
             await joined(ann, room, "ann")
             bob = await open_peer(b, ["wskit.chat.v2.json"])
             assert (await joined(bob, room, "bob"))["members"] == ["ann", "bob"]
+            dan = await open_peer(c, ["wskit.chat.v1.json"])
+            assert (await joined(dan, room, "dan"))["members"] == ["ann", "bob", "dan"]
+            assert (await bob.recv_until("presence"))["nick"] == "dan"
+            # A server stopped cleanly says so: its members leave at the next heartbeat of another.
+            c.proc.proc.terminate()
+            stopped = time.monotonic()
+            assert await bob.recv_until("presence", timeout=10) == {
+                "type": "presence", "room": room, "nick": "dan", "event": "leave"}
+            assert time.monotonic() - stopped < 0.5 + 1.5
             a.proc.proc.send_signal(signal.SIGKILL)
             killed = time.monotonic()
             leave = await bob.recv_until("presence", timeout=10)
@@ -211,7 +241,7 @@ def test_redis_killed_and_restarted_mid_chat(tmp_path):
                 run(_restart_mid_chat(redis, a, b), timeout=60)
             finally:
                 for server in (a, b):
-                    print(f"-- {server.backend} log:", *server.proc.lines[-15:], sep="\n")
+                    print(f"-- {server.backend} log:", *server.proc.lines[-40:], sep="\n")
         for server in (a, b):
             log = "\n".join(server.proc.lines)
             assert log.count("wskit hub: lost Redis at") == 1, log
@@ -229,12 +259,22 @@ async def _restart_mid_chat(redis: RedisServer, a: Server, b: Server) -> None:
     await said(ann, room, "before")
     before = await message(bob, "before")
 
+    sub = await open_peer(b, ["wskit.pubsub.v1.json"])
+    await sub.send({"type": "subscribe", "topic": "outage.news"})
+    await sub.recv_until("subscribed")
+
     redis.kill()
     # Without Redis a say is refused, not lost; the connections stay open.
     await said(bob, room, "during")
     while (reply := await bob.recv(timeout=5))["type"] != "error":
         pass
     assert reply["code"] == "unavailable"
+    # A pubsub publish reaches this server's subscribers, and the publisher is told it went no further.
+    pub = await open_peer(b, ["wskit.pubsub.v1.msgpack"])
+    await pub.send({"type": "publish", "topic": "outage.news", "data": "local"})
+    assert await sub.recv() == {"type": "event", "topic": "outage.news", "data": "local"}
+    assert (await pub.recv())["code"] == "unavailable"
+    await pub.close()
 
     redis.start()
     # Delivery between the servers resumes once the hubs have reconnected (backoff: up to 5 s).
@@ -258,7 +298,7 @@ async def _restart_mid_chat(redis: RedisServer, a: Server, b: Server) -> None:
     assert sorted(answer["members"][:2]) == ["ann", "bob"] and answer["members"][2] == "carl"
     assert answer["history_lost"] is True and answer["epoch"] == got["epoch"]
     assert [m["text"] for m in answer["history"]][-1] == "back"
-    for peer in (ann, bob, carl):
+    for peer in (ann, bob, carl, sub):
         await peer.close()
 
 
