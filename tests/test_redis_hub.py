@@ -316,6 +316,14 @@ def test_the_hub_url_is_checked_up_front():
         with pytest.raises(ValueError, match=why):
             server_settings({"hub": bad})
     assert server_settings({"hub": "redis://127.0.0.1:6379/0"}).hub == "redis://127.0.0.1:6379/0"
+    assert server_settings({}).hub is None
+
+    from twisted.plugins.wskit_plugin import Options
+
+    options = Options()
+    options.parseOptions(["--hub", "redis://10.1.2.3:6380/1"])
+    from_twistd = server_settings({k.replace("-", "_"): v for k, v in options.items()})
+    assert from_twistd.hub == "redis://10.1.2.3:6380/1"
     assert channel_pattern("wskit:0:", "pubsub.ticks.*") == "wskit:0:pubsub.ticks.*"
     assert channel_pattern("wskit:0:", "pubsub.a[1].**") == r"wskit:0:pubsub.a\[1\].*"
 
