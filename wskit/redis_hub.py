@@ -157,9 +157,12 @@ class _Waiters:
 class RedisHub:
     """A :class:`wskit.hub.Hub` shared by every server process on one Redis.
 
-    ``clock`` is the event loop's or reactor's ``(now, call_later)`` pair and
-    ``link_factory`` builds the connection; both default to the backend txaio
-    runs on, picked when :meth:`start` is called (``WebSocketApp.start`` does).
+    The connection (and its timers) is built when :meth:`start` is called
+    (``WebSocketApp.start`` does), for the backend txaio runs on: on Twisted
+    over ``reactor`` (the global one if None), on asyncio on ``loop`` (the
+    running one if None). ``link_factory(address, on_push, on_lost)`` replaces
+    that choice. ``backoff`` is the first and the longest delay between
+    reconnection attempts, in seconds.
     """
 
     shared = True
