@@ -119,6 +119,37 @@ def test_requests_sent_back_to_back_are_answered_in_order(servers):
     run(go())
 
 
+def channel_subscribers(redis: RedisServer, topic: str) -> int:
+    reply = redis.command("PUBSUB", "NUMSUB", f"wskit:0:{topic}")
+    return int(reply.rstrip(b"\r\n").rsplit(b":", 1)[-1])
+
+
+def test_each_server_subscribes_once_per_room_it_has_members_in(servers, redis):
+    a, b = servers
+
+    async def go():
+        room = new_room()
+        peers = [await open_peer(a, ["wskit.chat.v2.json"]) for _ in range(3)]
+        for i, peer in enumerate(peers):
+            await joined(peer, room, f"n{i}")
+        assert channel_subscribers(redis, f"chat.{room}") == 1  # server A, once for its three members
+        other = await open_peer(b, ["wskit.chat.v1.json"])
+        await joined(other, room, "b")
+        assert channel_subscribers(redis, f"chat.{room}") == 2
+        for peer in peers:
+            await peer.send({"type": "leave", "room": room})
+            await peer.recv_until("left")
+        await other.close()
+        deadline = time.monotonic() + 5
+        while channel_subscribers(redis, f"chat.{room}") and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert channel_subscribers(redis, f"chat.{room}") == 0  # the last member gone on each server
+        for peer in peers:
+            await peer.close()
+
+    run(go())
+
+
 def test_history_written_through_one_server_is_joined_on_the_other(servers):
     a, b = servers
 
