@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import signal
 import time
 
@@ -373,4 +372,4 @@ def test_serve_without_redis_fails_with_one_line():
         assert out.returncode == 1
         assert out.stderr.strip().splitlines()[-1].startswith(
             f"wskit: cannot connect to Redis at 127.0.0.1:{port}/0: "), out.stderr
-        assert "Traceback" not in out.stderr and os.path.exists(sys.executable)
+        assert "Traceback" not in out.stderr

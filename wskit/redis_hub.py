@@ -46,7 +46,7 @@ import txaio
 from .broadcast import Broadcast
 from .errors import HubUnavailable, SettingsError
 from .history import Recovery, new_epoch, recover
-from .hub import InProcessHub, Subscriber, new_connection_id, process_id
+from .hub import InProcessHub, Subscriber, process_id
 from .logs import log_failure
 from .redis_scripts import SCRIPTS
 
