@@ -15,6 +15,12 @@ Across server restarts and network failures::
     await chat.join("lobby", "ann")
     async for msg in chat:      # after a reconnection: a "joined" message per room, then the room again
         print(msg)
+
+Recovery (v2): the client remembers, per room, the offset and epoch of the last
+message it received (``positions``). Joining a room again, on a new connection
+too (``ChatClient(new_conn, positions=old.positions)``), sends them as
+``since``/``epoch``, and the ``joined`` answer's ``history`` then holds exactly
+the messages missed meanwhile (or says ``history_lost``).
 """
 
 from __future__ import annotations
@@ -36,18 +42,43 @@ class ChatClient(TypedRequestClient):
 
     app = "chat"
 
-    def __init__(self, connection: Any):
+    def __init__(self, connection: Any, positions: dict[str, tuple[int, str | None]] | None = None):
         self.rooms: dict[str, str] = {}
+        # room -> (offset, epoch) of the last message received there (v2).
+        self.positions: dict[str, tuple[int, str | None]] = positions if positions is not None else {}
         super().__init__(connection)
 
-    def join(self, room: str, nick: str) -> Any:
-        """Fires with the ``joined`` reply; fails with :class:`RequestError` (e.g. ``nick-taken``)."""
+    def join(self, room: str, nick: str, since: int | None = None, epoch: str | None = None) -> Any:
+        """Fires with the ``joined`` reply; fails with :class:`RequestError` (e.g. ``nick-taken``).
 
+        v2: without ``since``, a room this client has a position in is joined
+        from there (the answer's ``history`` holds what was missed): a re-join
+        after a reconnection recovers the messages sent meanwhile.
+        """
         def joined(reply: dict) -> None:
             if reply.get("type") == "joined":
                 self.rooms[room] = nick
 
-        return self._typed_request({"type": "join", "room": room, "nick": nick}, joined)
+        return self._typed_request(self._join_message(room, nick, since, epoch), joined)
+
+    def _join_message(self, room: str, nick: str, since: int | None = None, epoch: str | None = None) -> dict:
+        msg: dict[str, Any] = {"type": "join", "room": room, "nick": nick}
+        if self.version >= 2:
+            if since is None and room in self.positions:
+                since, epoch = self.positions[room]
+            if since is not None:
+                msg["since"] = since
+                if epoch is not None:
+                    msg["epoch"] = epoch
+        return msg
+
+    def _intercept(self, msg: Any) -> bool:
+        # Positions move in the order messages arrive (a join's answer included).
+        if isinstance(msg, dict) and msg.get("type") in ("message", "joined"):
+            offset, room = msg.get("offset"), msg.get("room")
+            if isinstance(offset, int) and isinstance(room, str):
+                self.positions[room] = (offset, msg.get("epoch"))
+        return super()._intercept(msg)
 
     def leave(self, room: str) -> Any:
         """Fires with the ``left`` reply; fails with :class:`RequestError` (``not-joined``)."""
@@ -64,6 +95,6 @@ class ChatClient(TypedRequestClient):
             else:
                 self.rooms.pop(room, None)
 
-        return [self._typed_request({"type": "join", "room": room, "nick": nick},
+        return [self._typed_request(self._join_message(room, nick),
                                     lambda reply, room=room, nick=nick: rejoined(room, nick, reply), deliver="all")
                 for room, nick in list(self.rooms.items())]

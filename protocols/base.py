@@ -17,6 +17,7 @@ import txaio
 
 from wskit.errors import WskitError
 from wskit.handler import Handler
+from wskit.hub import new_connection_id
 from wskit.logs import log_failure
 from wskit.serializers import DecodeError, Serializer
 from wskit.settings import AppSettings
@@ -41,6 +42,10 @@ TOO_MANY = "too-many"
 # publish to a server-only topic. Charged to the error budget like bad input.
 FORBIDDEN = "forbidden"
 BUDGET_ERRORS = INPUT_ERRORS | {FORBIDDEN}
+UNAVAILABLE = "unavailable"
+# Requests read while an earlier one of the same connection waits on the hub
+# (a Redis round trip): beyond this many the connection stops reading.
+MAX_QUEUED_REQUESTS = 32
 
 
 class BadMessage(WskitError):
@@ -117,7 +122,10 @@ class SerializedHandler(Handler):
         # Messages that arrived while an authorization was pending: handled, in
         # order, once it is decided (None: nothing pending).
         self._held: deque[tuple[bytes, bool]] | None = None
-        self._reading_paused = False
+        # Why reading is paused: an authorization pending, too many requests queued.
+        self._pause_reasons: set[str] = set()
+        # This connection's id in hub messages (unique across processes).
+        self.hub_id = new_connection_id()
 
     # -- sending -------------------------------------------------------------
 
@@ -133,7 +141,7 @@ class SerializedHandler(Handler):
 
     def deliver(self, topic: str, event: Any) -> None:
         """Hub subscriber API: ``event`` is a :class:`wskit.broadcast.Broadcast`."""
-        if event.exclude is self:
+        if event.exclude is not None and event.exclude == self.hub_id:
             return
         event.send(self.connection, self.version, self.serializer)
 
@@ -143,8 +151,7 @@ class SerializedHandler(Handler):
         if self._held is not None:
             # An earlier message waits for its authorization: keep the order.
             self._held.append((payload, is_binary))
-            self._reading_paused = True
-            self.connection.pause_reading()
+            self._pause_reading_for("authorization")
             return None
         if is_binary != self.serializer.binary:
             wanted = "binary" if self.serializer.binary else "text"
@@ -199,37 +206,52 @@ class SerializedHandler(Handler):
                     "wskit: authorization of {action} {target!r} failed (denied): {log_failure.value}",
                     action=action, target=target)
 
-    def when_allowed(self, action: str, target: str, msg: Any, proceed: Any) -> None:
+    def when_allowed(self, action: str, target: str, msg: Any, proceed: Any) -> Any:
         """Run ``proceed()`` if ``action`` on ``target`` is allowed, else answer ``forbidden``.
 
-        When the decision is pending, the messages that arrive meanwhile are
-        held (and reading paused) and handled in order once it is made.
+        Returns what ``proceed()`` returned (a future when the request waits on
+        a shared hub) when the decision is made at once. When the decision is
+        pending, the messages that arrive meanwhile are held (and reading
+        paused) and handled in order once it is made and the request is done.
         """
         verdict = self.authorize(action, target)
         if verdict is True:
-            proceed()
-            return
+            return proceed()
         if verdict is False:
             raise BadMessage(FORBIDDEN, f"not allowed to {action} {target!r}")
         if self._held is None:
             self._held = deque()
 
         def decided(allowed: bool) -> None:
+            result = None
             if self.connected:
                 try:
                     if not allowed:
                         raise BadMessage(FORBIDDEN, f"not allowed to {action} {target!r}")
-                    proceed()
-                except BadMessage as exc:
-                    self.send_error(exc.code, exc.message, msg)
+                    result = proceed()
                 except Exception:
-                    log_failure(txaio.make_logger(), txaio.create_failure(),
-                                "wskit: {action} failed for {peer}: {log_failure.value}",
-                                action=action, peer=self.connection.peer)
-                    self.connection.close(CLOSE_INTERNAL_ERROR, "internal error")
-            self._release_held()
+                    self._request_failed_now(txaio.create_failure(), msg)
+            if result is not None and txaio.is_future(result):
+                def failed(fail: Any) -> None:
+                    self._request_failed_now(fail, msg)
+                    self._release_held()
+
+                txaio.add_callbacks(result, lambda _: self._release_held(), failed)
+            else:
+                self._release_held()
 
         txaio.add_callbacks(verdict, decided, None)
+        return None
+
+    def _request_failed_now(self, fail: Any, msg: Any) -> None:
+        """A request failed: a :class:`BadMessage` is answered; anything else is logged and closes with 1011."""
+        if isinstance(fail.value, BadMessage):
+            self.send_error(fail.value.code, fail.value.message, msg)
+            return
+        log_failure(txaio.make_logger(), fail, "wskit: {subprotocol} request failed for {peer}: "
+                    "{log_failure.value}", subprotocol=self.connection.subprotocol, peer=self.connection.peer)
+        if self.connected:
+            self.connection.close(CLOSE_INTERNAL_ERROR, "internal error")
 
     def _release_held(self) -> None:
         held, self._held = self._held, None
@@ -246,9 +268,18 @@ class SerializedHandler(Handler):
             if self._held is not None:  # that message started another pending decision
                 self._held.extend(held)
                 return
-        if self._reading_paused and self.connected:
-            self._reading_paused = False
-            self.connection.resume_reading()
+        self._resume_reading_for("authorization")
+
+    def _pause_reading_for(self, reason: str) -> None:
+        if not self._pause_reasons:
+            self.connection.pause_reading()
+        self._pause_reasons.add(reason)
+
+    def _resume_reading_for(self, reason: str) -> None:
+        if reason in self._pause_reasons:
+            self._pause_reasons.discard(reason)
+            if not self._pause_reasons and self.connected:
+                self.connection.resume_reading()
 
     def send_error(self, code: str, message: str, msg: Any) -> None:
         raise NotImplementedError
@@ -264,24 +295,82 @@ class SerializedHandler(Handler):
         return True
 
 
+class _BadPayload:
+    """An undecodable message, queued behind requests in progress."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
 class TypedMessageHandler(SerializedHandler):
-    """Chat and pubsub: objects with a ``type`` field, errors as ``{"type": "error", ...}``."""
+    """Chat and pubsub: objects with a ``type`` field, errors as ``{"type": "error", ...}``.
+
+    A request method may answer at once or return a future (a request that
+    waits on a shared hub); later requests of the same connection then wait
+    their turn, so a connection's requests are answered in the order sent.
+    """
+
+    _waiting: deque | None = None  # requests read while one is in progress
 
     def handle(self, msg: Any) -> None:
+        if self._waiting is not None:
+            self._waiting.append(msg)
+            if len(self._waiting) >= MAX_QUEUED_REQUESTS:
+                self._pause_reading_for("queued requests")
+            return
+        self._run(msg)
+
+    def _run(self, msg: Any) -> None:
+        while True:
+            pending = self._dispatch(msg)
+            if pending is not None:
+                if self._waiting is None:
+                    self._waiting = deque()
+                txaio.add_callbacks(pending, lambda _: self._resume(),
+                                    lambda fail: self._request_failed(fail, msg))
+                return
+            if not self._waiting:
+                self._waiting = None
+                self._resume_reading_for("queued requests")
+                return
+            msg = self._waiting.popleft()
+
+    def _resume(self) -> None:
+        """The request in progress is answered: run the ones that waited, in order."""
+        if not self._waiting:
+            self._waiting = None
+            self._resume_reading_for("queued requests")
+            return
+        self._run(self._waiting.popleft())
+
+    def _dispatch(self, msg: Any) -> Any:
+        """Run one request; a future if it is still in progress, else None."""
+        if isinstance(msg, _BadPayload):
+            self.send_error(BAD_PAYLOAD, msg.reason, None)
+            return None
         try:
             kind = message_type(msg)
             method = getattr(self, "on_" + kind.replace("-", "_"), None) if kind in self.message_types else None
             if method is None:
                 raise BadMessage(UNKNOWN_TYPE, f"unknown message type {kind!r} "
                                                f"(expected one of: {', '.join(self.message_types)})")
-            method(msg)
+            result = method(msg)
         except BadMessage as exc:
             self.send_error(exc.code, exc.message, msg)
+            return None
+        return result if result is not None and txaio.is_future(result) else None
+
+    def _request_failed(self, fail: Any, msg: Any) -> None:
+        self._request_failed_now(fail, msg)
+        self._resume()
 
     message_types: ClassVar[tuple[str, ...]] = ()
 
     def on_bad_payload(self, reason: str) -> None:
-        self.send_error(BAD_PAYLOAD, reason, None)
+        if self._waiting is not None:  # answered in turn, after the requests before it
+            self.handle(_BadPayload(reason))
+        else:
+            self.send_error(BAD_PAYLOAD, reason, None)
 
     def send_error(self, code: str, message: str, msg: Any) -> None:
         if code in BUDGET_ERRORS and not self.count_bad_input():

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import txaio
+
 from wskit.auth import glob_match
-from wskit.broadcast import Broadcast
 from wskit.hub import Hub
 from wskit.settings import AppSettings
 
-from .base import BAD_FIELD, FORBIDDEN, TOO_MANY, BadMessage, TypedMessageHandler, require_name
+from .base import BAD_FIELD, FORBIDDEN, TOO_MANY, UNAVAILABLE, BadMessage, TypedMessageHandler, require_name
 
 
 
@@ -87,8 +88,10 @@ class PubSubService:
     def publish(self, topic: str, data: Any) -> int:
         """Send ``{"type": "event", "topic": topic, "data": data}`` to its subscribers.
 
-        Returns the number of subscribers reached. ``data`` must be encodable by
-        both serializers (JSON values; bytes reach JSON subscribers base64-encoded).
+        Returns the number of subscribers reached in this process (with a
+        shared hub, delivery here and on other servers follows once the hub
+        has relayed the event). ``data`` must be encodable by both
+        serializers (JSON values; bytes reach JSON subscribers base64-encoded).
         """
         if not isinstance(topic, str) or not topic:
             raise ValueError("topic must be a non-empty string")
@@ -96,8 +99,7 @@ class PubSubService:
             check_topic(topic, allow_pattern=False)
         except BadMessage as exc:
             raise ValueError(exc.message) from None
-        event = Broadcast({None: {"type": "event", "topic": topic, "data": data}})
-        return self.hub.publish(self.hub_topic(topic), event)
+        return self.hub.publish(self.hub_topic(topic), {None: {"type": "event", "topic": topic, "data": data}})
 
     def subscribe(self, topic: str, subscriber: Any) -> None:
         """Subscribe to a topic or pattern; :class:`BadMessage` ``too-many`` past ``max_topics``."""
@@ -148,17 +150,31 @@ class PubSubHandler(TypedMessageHandler):
         super().__init__(*args, **kwargs)
         self.topics: set[str] = set()
 
-    def on_subscribe(self, msg: dict) -> None:
+    def on_subscribe(self, msg: dict) -> Any:
         topic = self._topic(msg, allow_pattern=True)
-        self.when_allowed("subscribe", topic, msg, lambda: self._subscribe(topic, msg))
+        return self.when_allowed("subscribe", topic, msg, lambda: self._subscribe(topic, msg))
 
-    def _subscribe(self, topic: str, msg: dict) -> None:
+    def _subscribe(self, topic: str, msg: dict) -> Any:
         limit = self.settings.max_subscriptions
         if limit and topic not in self.topics and len(self.topics) >= limit:
             raise BadMessage(TOO_MANY, f"already subscribed to {limit} topics: unsubscribe first")
         self.service.subscribe(topic, self)
         self.topics.add(topic)
-        self.send(self.reply({"type": "subscribed", "topic": topic}, msg))
+        hub = self.service.hub
+        if not getattr(hub, "shared", False):
+            self.send(self.reply({"type": "subscribed", "topic": topic}, msg))
+            return None
+        # A shared hub answers once Redis relays the topic here: from then on no event is missed
+        # (without Redis, the events of this server arrive all the same).
+        relayed = txaio.as_future(hub.when_subscribed, self.service.hub_topic(topic))
+        answered = txaio.create_future()
+
+        def answer(_: Any) -> None:
+            self.send(self.reply({"type": "subscribed", "topic": topic}, msg))
+            txaio.resolve(answered, None)
+
+        txaio.add_callbacks(relayed, answer, answer)
+        return answered
 
     def on_unsubscribe(self, msg: dict) -> None:
         topic = self._topic(msg, allow_pattern=True)
@@ -173,7 +189,14 @@ class PubSubHandler(TypedMessageHandler):
         if self.service.is_server_only(topic):
             raise BadMessage(FORBIDDEN, f"topic {topic!r} is published by the server only")
         data = msg["data"]
-        self.when_allowed("publish", topic, msg, lambda: self.service.publish(topic, data))
+        self.when_allowed("publish", topic, msg, lambda: self._publish(topic, data))
+
+    def _publish(self, topic: str, data: Any) -> None:
+        hub = self.service.hub
+        self.service.publish(topic, data)
+        if hub.shared and not hub.connected:
+            raise BadMessage(UNAVAILABLE, "delivered to this server's subscribers only: the hub cannot "
+                                          "reach the other servers right now")
 
     def on_close(self, was_clean: bool, code: int | None, reason: str | None) -> None:
         self.service.unsubscribe_all(self)

@@ -70,6 +70,24 @@ async def scenario(url: str, backend: str | None) -> dict:
         out["chat_left"] = left["type"]
         out["chat_presence_leave"] = (await ann.recv())["event"]
 
+        # Recovery: carl's client remembers where it was in the room; joining again on a new
+        # connection sends it as since/epoch and gets exactly the messages missed meanwhile.
+        async with wskit.connect(url, subprotocols=ChatClient.subprotocols(2, ("json",)), backend=backend) as c3:
+            carl = ChatClient(c3)
+            await carl.join(room, "carl")
+            await ann.say(room, "seen")
+            while (await carl.recv()).get("text") != "seen":
+                pass
+        for text in ("missed 1", "missed 2"):
+            await ann.say(room, text)
+        while (await ann.recv()).get("text") != "missed 2":  # stored once it comes back
+            pass
+        async with wskit.connect(url, subprotocols=ChatClient.subprotocols(2, ("json",)), backend=backend) as c4:
+            again = ChatClient(c4, positions=carl.positions)
+            joined = await again.join(room, "carl")
+            out["chat_recovered"] = [[m["text"] for m in joined["history"]], joined["history_lost"],
+                                     again.positions[room] == (joined["offset"], joined["epoch"])]
+
     # Pubsub: pattern subscription, events via async for.
     async with wskit.connect(url, subprotocols=PubSubClient.subprotocols(), backend=backend) as conn:
         ps = PubSubClient(conn)

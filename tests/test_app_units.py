@@ -122,11 +122,16 @@ def test_topic_validation():
 
 
 class Recorder:
-    def __init__(self):
+    """A hub subscriber recording (topic, the broadcast's default shape)."""
+
+    def __init__(self, hub_id=None):
         self.got = []
+        self.events = []
+        self.hub_id = hub_id
 
     def deliver(self, topic, event):
-        self.got.append((topic, event))
+        self.got.append((topic, event.shapes.get(None)))
+        self.events.append(event)
 
 
 def test_hub_exact_and_pattern_subscriptions_deliver_once():
@@ -135,14 +140,31 @@ def test_hub_exact_and_pattern_subscriptions_deliver_once():
     hub.subscribe("t.x", a)
     hub.subscribe_pattern("t.*", a)
     hub.subscribe_pattern("t.**", b)
-    assert hub.publish("t.x", 1) == 2
-    assert hub.publish("t.y.z", 2) == 1
-    assert hub.publish("u", 3) == 0
+    assert hub.publish("t.x", {None: 1}) == 2
+    assert hub.publish("t.y.z", {None: 2}) == 1
+    assert hub.publish("u", {None: 3}) == 0
     assert a.got == [("t.x", 1)] and b.got == [("t.x", 1), ("t.y.z", 2)]
+    assert a.events[0] is b.events[0]  # one Broadcast per publish: serialized once for everyone
     assert hub.subscriptions(a) == {"t.x", "t.*"}
     hub.unsubscribe_all(a)
     hub.unsubscribe_pattern("t.**", b)
-    assert hub.topics() == [] and hub.publish("t.x", 4) == 0
+    assert hub.topics() == [] and hub.publish("t.x", {None: 4}) == 0
+
+
+def test_hub_publish_carries_plain_data_and_excludes_a_connection_by_id():
+    from wskit.hub import new_connection_id, process_id, process_of
+
+    hub = InProcessHub()
+    me, other = Recorder(new_connection_id()), Recorder(new_connection_id())
+    assert me.hub_id != other.hub_id and process_of(me.hub_id) == process_id()
+    for sub in (me, other):
+        hub.subscribe("room", sub)
+    shapes = {1: {"v": 1}, 2: {"v": 2}}
+    assert hub.publish("room", shapes, exclude=me.hub_id, offset=7, epoch="e") == 1
+    assert me.events == [] and len(other.events) == 1
+    event = other.events[0]
+    assert isinstance(event, Broadcast) and event.shapes == shapes and event.exclude == me.hub_id
+    assert (event.offset, event.epoch) == (7, "e")
 
 
 def test_pattern_compilation():
@@ -162,7 +184,7 @@ def test_hub_skips_a_failing_subscriber():
     hub, ok = InProcessHub(), Recorder()
     hub.subscribe("t", Broken())
     hub.subscribe("t", ok)
-    assert hub.publish("t", 1) == 1 and ok.got == [("t", 1)]
+    assert hub.publish("t", {None: 1}) == 1 and ok.got == [("t", 1)]
 
 
 # -- broadcast and chat fan-out ---------------------------------------------------------
@@ -207,8 +229,8 @@ def test_broadcast_encodes_once_per_shape_and_serializer():
 def test_chat_fan_out_serializes_once_per_version_and_serializer():
     hub = InProcessHub()
     seen = []
-    publish = hub.publish
-    hub.publish = lambda topic, event: (seen.append(event), publish(topic, event))[1]
+    fan_out = hub.fan_out
+    hub.fan_out = lambda topic, event, members=None: (seen.append(event), fan_out(topic, event, members))[1]
     service = ChatService(hub, AppSettings(history_size=2), clock=lambda: 1.5)
     handlers = []
     for i, (version, ser) in enumerate([(1, JSON)] * 3 + [(2, JSON)] * 2 + [(2, MSGPACK)] * 2):

@@ -18,7 +18,7 @@ import pytest
 from app_support import Peer, Server, server_fixture
 from support import BACKENDS, ROOT, TWISTD, python_env, run, serve, twistd
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
 from wskit.auth import issue_token
 

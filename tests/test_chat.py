@@ -42,7 +42,10 @@ def test_v1_and_v2_clients_see_each_other_in_their_own_shapes(server):
         assert await ann.recv() == {"type": "joined", "room": room, "nick": "ann", "members": ["ann"]}
         await bob.send({"type": "join", "room": room, "nick": "bob"})
         joined = await bob.recv()
-        assert joined == {"type": "joined", "room": room, "nick": "bob", "members": ["ann", "bob"], "history": []}
+        epoch = joined.pop("epoch")
+        assert isinstance(epoch, str) and epoch
+        assert joined == {"type": "joined", "room": room, "nick": "bob", "members": ["ann", "bob"], "history": [],
+                          "offset": 0}
         assert await ann.recv() == {"type": "presence", "room": room, "nick": "bob", "event": "join"}
 
         await ann.send({"type": "say", "room": room, "text": "hello from v1"})
@@ -51,11 +54,13 @@ def test_v1_and_v2_clients_see_each_other_in_their_own_shapes(server):
         assert {k: got[k] for k in ("type", "room", "from", "text")} == {
             "type": "message", "room": room, "from": "ann", "text": "hello from v1"}
         assert isinstance(got["id"], str) and got["id"] and isinstance(got["ts"], float)
+        assert (got["offset"], got["epoch"]) == (1, epoch)
 
         await bob.send({"type": "say", "room": room, "text": "hello from v2"})
         assert await ann.recv() == {"type": "message", "room": room, "from": "bob", "text": "hello from v2"}
         own = await bob.recv()
         assert own["text"] == "hello from v2" and own["id"] != got["id"]
+        assert (own["offset"], own["epoch"]) == (2, epoch)
 
         # A later v2 joiner gets both messages in history, oldest first, as v2 delivered them.
         carl = await open_peer(server, ["wskit.chat.v2.json"])
@@ -180,5 +185,33 @@ def test_presence_leave_when_a_member_disconnects(server):
         assert (await carl.recv())["members"] == ["ann", "bob"]
         await ann.close()
         await carl.close()
+
+    run(go())
+
+
+def test_rejoin_with_since_gets_exactly_the_missed_messages(server):
+    async def go():
+        room = new_room()
+        ann = await open_peer(server, ["wskit.chat.v2.json"])
+        bob = await open_peer(server, ["wskit.chat.v2.msgpack"])
+        await ann.send({"type": "join", "room": room, "nick": "ann"})
+        epoch = (await ann.recv())["epoch"]
+        await bob.send({"type": "join", "room": room, "nick": "bob"})
+        await bob.recv_until("joined")
+        await ann.send({"type": "say", "room": room, "text": "seen"})
+        seen = await bob.recv_until("message")
+        await bob.send({"type": "leave", "room": room})
+        await bob.recv_until("left")
+        for text in ("one", "two", "three"):
+            await ann.send({"type": "say", "room": room, "text": text})
+        while (await ann.recv_until("message"))["text"] != "three":  # stored once it comes back
+            pass
+        await bob.send({"type": "join", "room": room, "nick": "bob", "since": seen["offset"], "epoch": epoch})
+        joined = await bob.recv_until("joined")
+        assert [m["text"] for m in joined["history"]] == ["one", "two", "three"]
+        assert [m["offset"] for m in joined["history"]] == [seen["offset"] + i for i in (1, 2, 3)]
+        assert joined["history_lost"] is False and joined["offset"] == seen["offset"] + 3
+        await ann.close()
+        await bob.close()
 
     run(go())

@@ -46,6 +46,7 @@ def test_awaitable_clients(server, client_backend):
     assert out["chat_error"] == "already-joined"
     assert out["chat_left"] == "left"
     assert out["chat_presence_leave"] == "leave"
+    assert out["chat_recovered"] == [["missed 1", "missed 2"], False, True]
     # Pubsub: pattern subscription read with async for.
     assert out["pubsub_subscribed"] == "subscribed"
     assert out["pubsub_events"] == [["ticks.t0", 0], ["ticks.t1", 1], ["ticks.t2", 2]]

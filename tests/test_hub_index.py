@@ -139,7 +139,7 @@ def test_documented_pattern_examples():
     assert hub.subscribers("ticks.EURUSD") == [exact, one, more]
     assert hub.subscribers("ticks.fx.EURUSD") == [more]
     assert hub.subscribers("ticks") == [] and hub.subscribers("ticks.") == []
-    assert hub.publish("ticks.EURUSD", 1) == 3 and exact.got == ["ticks.EURUSD"]
+    assert hub.publish("ticks.EURUSD", {None: 1}) == 3 and exact.got == ["ticks.EURUSD"]
 
 
 def test_a_publish_looks_at_the_topics_segments_not_at_every_pattern():

@@ -377,3 +377,84 @@ def test_history_size_is_counted_in_utf8_bytes():
     from wskit.protocols.chat import encoded_size
 
     assert encoded_size({"text": "é"}) == len('{"text":"é"}'.encode())
+
+
+# -- offsets, epochs and recovery (in-process store) ----------------------------------
+
+
+def test_messages_get_consecutive_offsets_and_the_rooms_epoch():
+    service, _ = chat(history_size=3)
+    ann = Member("ann")
+    room = service.join(ann, "r", "ann")
+    epoch = room.history.epoch
+    assert isinstance(epoch, str) and len(epoch) == 16 and room.history.offset == 0
+    for i in range(5):
+        service.say(ann, "r", f"m{i}")
+    stored = service.history("r")
+    assert [(m["text"], m["offset"], m["epoch"]) for m in stored] == [
+        ("m2", 3, epoch), ("m3", 4, epoch), ("m4", 5, epoch)]
+    # What members got is what history holds (v2 shape), and v1 stays without the new fields.
+    last = ann.got[-1]
+    assert last.shapes[2] == stored[-1] and (last.offset, last.epoch) == (5, epoch)
+    assert "offset" not in last.shapes[1] and "epoch" not in last.shapes[1]
+
+
+def test_since_answers_exactly_the_missed_messages_or_says_history_was_lost():
+    service, clock = chat(history_size=4, room_ttl=60)
+    ann = Member("ann")
+    history = service.join(ann, "r", "ann").history
+    for i in range(1, 7):
+        service.say(ann, "r", f"m{i}")  # offsets 1..6, history keeps 3..6
+    epoch = history.epoch
+    got = history.read(since=4, since_epoch=epoch)
+    assert texts(got.entries) == ["m5", "m6"] and got.lost is False and got.offset == 6
+    assert history.read(since=6, since_epoch=epoch).entries == []
+    assert history.read(since=2, since_epoch=epoch).lost is False  # 3.. are all kept
+    lost = history.read(since=1, since_epoch=epoch)  # 2 is gone
+    assert lost.lost is True and texts(lost.entries) == ["m3", "m4", "m5", "m6"]
+    assert history.read(since=4, since_epoch="another").lost is True
+    assert history.read(since=7, since_epoch=epoch).lost is True  # never given out
+    assert history.read().lost is None
+
+    # A room forgotten after its TTL comes back with a new epoch and offsets from 1.
+    service.leave(ann, "r")
+    clock.now += 61
+    fresh = service.join(Member("bob"), "r", "bob").history
+    assert fresh.epoch != epoch and fresh.offset == 0
+    again = fresh.read(since=6, since_epoch=epoch)
+    assert again.lost is True and again.entries == []
+
+
+def test_join_with_since_in_the_handler_v2_only():
+    from test_app_units import FakeConnection
+
+    settings = AppSettings(history_size=10)
+    service = ChatService(InProcessHub(), settings)
+    ann = ChatHandler(FakeConnection("wskit.chat.v2.json"), service, 2, JSON, settings)
+    ann.handle({"type": "join", "room": "r", "nick": "ann"})
+    for i in range(5):
+        service.post("r", "server", f"m{i}")
+    epoch = json.loads(ann.connection.sent[0][0])["epoch"]
+
+    bob = ChatHandler(FakeConnection("wskit.chat.v2.json"), service, 2, JSON, settings)
+    bob.handle({"type": "join", "room": "r", "nick": "bob", "since": 3, "epoch": epoch, "ref": 1})
+    answer = json.loads(bob.connection.sent[-1][0])
+    assert texts(answer["history"]) == ["m3", "m4"] and [m["offset"] for m in answer["history"]] == [4, 5]
+    assert answer["history_lost"] is False and (answer["offset"], answer["epoch"]) == (5, epoch)
+
+    carl = ChatHandler(FakeConnection("wskit.chat.v2.json"), service, 2, JSON, settings)
+    carl.handle({"type": "join", "room": "r", "nick": "carl", "since": 3, "epoch": "old"})
+    answer = json.loads(carl.connection.sent[-1][0])
+    assert answer["history_lost"] is True and len(answer["history"]) == 5
+
+    dan = ChatHandler(FakeConnection("wskit.chat.v2.json"), service, 2, JSON, settings)
+    for bad in ("3", -1, True, 2.5):
+        dan.handle({"type": "join", "room": "r", "nick": "dan", "since": bad})
+        assert json.loads(dan.connection.sent[-1][0])["code"] == "bad-field"
+    dan.handle({"type": "join", "room": "r", "nick": "dan"})
+    assert "history_lost" not in json.loads(dan.connection.sent[-1][0])
+
+    old = ChatHandler(FakeConnection("wskit.chat.v1.json"), service, 1, JSON, settings)
+    old.handle({"type": "join", "room": "r", "nick": "old", "since": "ignored by v1"})
+    assert json.loads(old.connection.sent[-1][0]) == {"type": "joined", "room": "r", "nick": "old",
+                                                      "members": ["ann", "bob", "carl", "dan", "old"]}

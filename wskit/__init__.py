@@ -24,6 +24,7 @@ _EXPORTS = {
     "ServerConnection": "wskit.handler",
     "Hub": "wskit.hub",
     "InProcessHub": "wskit.hub",
+    "RedisHub": "wskit.redis_hub",
     "RPCService": "wskit.jsonrpc",
     "SubprotocolRegistry": "wskit.negotiation",
     "negotiate_subprotocol": "wskit.negotiation",
@@ -48,6 +49,7 @@ _EXPORTS = {
     "ConnectionClosed": "wskit.errors",
     "DecodeError": "wskit.errors",
     "HandshakeError": "wskit.errors",
+    "HubUnavailable": "wskit.errors",
     "ListenError": "wskit.errors",
     "NegotiationError": "wskit.errors",
     "NoCommonSubprotocol": "wskit.errors",
@@ -88,6 +90,7 @@ if TYPE_CHECKING:  # pragma: no cover  # noqa: F401
         ConnectionClosed,
         DecodeError,
         HandshakeError,
+        HubUnavailable,
         ListenError,
         NegotiationError,
         NoCommonSubprotocol,
@@ -97,6 +100,7 @@ if TYPE_CHECKING:  # pragma: no cover  # noqa: F401
     )
     from .handler import Connection, Handler, ServerConnection
     from .hub import Hub, InProcessHub
+    from .redis_hub import RedisHub
     from .jsonrpc import InvalidParams, RPCError, RPCService
     from .negotiation import SubprotocolRegistry, negotiate_subprotocol
     from .origin import OriginPolicy

@@ -25,6 +25,10 @@ SHIPPED_APPLICATIONS = "wskit.protocols"
 class WebSocketApp:
     """Everything connections of one server share.
 
+    The hub is ``hub`` if given, else a :class:`wskit.redis_hub.RedisHub` when
+    ``settings.hub`` names Redis, else an :class:`~wskit.hub.InProcessHub`; it
+    starts and stops with the server.
+
     ``registry`` holds the subprotocols served; without one, the app serves
     the shipped subprotocols (``wskit.protocols``, looked up when the app is
     created: the core imports no application). ``services`` holds the apps'
@@ -45,6 +49,10 @@ class WebSocketApp:
         self.settings = (settings or ServerSettings()).validate()
         if self.settings.compression.enabled:
             check_codecs(self.settings.compression)
+        if hub is None and self.settings.hub:
+            from .redis_hub import RedisHub
+
+            hub = RedisHub(self.settings.hub)
         self.hub: Hub = hub if hub is not None else InProcessHub()
         self.services: dict[str, Any] = {}
         if registry is None:
@@ -71,6 +79,9 @@ class WebSocketApp:
         if not self._started:
             self._started = True
             self._announce_auth()
+            start_hub = getattr(self.hub, "start", None)
+            if callable(start_hub):
+                start_hub()
             for svc in self.services.values():
                 start = getattr(svc, "start", None)
                 if callable(start):
@@ -95,6 +106,9 @@ class WebSocketApp:
                 stop = getattr(svc, "stop", None)
                 if callable(stop):
                     stop()
+            stop_hub = getattr(self.hub, "stop", None)
+            if callable(stop_hub):
+                stop_hub()
 
     def connection_opened(self, connection: Any) -> None:
         self.connections.add(connection)

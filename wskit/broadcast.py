@@ -1,6 +1,6 @@
 """One message to many connections, serialized once per wire format.
 
-A :class:`Broadcast` is the event a subprotocol publishes through the hub. It
+A :class:`Broadcast` is the event a hub hands its local subscribers. It
 holds the message in each *shape* its recipients may need (chat v1 and v2
 differ, say) and encodes a shape for a serializer the first time a recipient
 asks for that pair, then frames it once as an Autobahn ``PreparedMessage``.
@@ -35,6 +35,8 @@ class Broadcast:
 
     ``shapes`` maps a shape key (chat uses the protocol version) to the message
     object; the key ``None`` is the shape for recipients whose key is absent.
+    Hubs build it on the receiving side from data that crosses processes
+    (shapes, an excluded connection id, a history offset and epoch).
 
     >>> from wskit.serializers import SERIALIZERS
     >>> b = Broadcast({"v1": {"type": "event"}})
@@ -44,10 +46,15 @@ class Broadcast:
     1
     """
 
-    def __init__(self, shapes: Mapping[Hashable, Any], exclude: Any = None):
+    def __init__(self, shapes: Mapping[Hashable, Any], exclude: str | None = None,
+                 offset: int | None = None, epoch: str | None = None):
         self.shapes = shapes
-        # A subscriber (e.g. the sender of a presence change) that must not receive it.
+        # The connection id (see wskit.hub.new_connection_id) of the one subscriber,
+        # e.g. the sender of a presence change, that must not receive it.
         self.exclude = exclude
+        # Where the message sits in its topic's history, when it was stored in one.
+        self.offset = offset
+        self.epoch = epoch
         self.encodings = 0
         self._payloads: dict[tuple[Hashable, str], bytes] = {}
         self._prepared: dict[tuple[Hashable, str, bool], PreparedMessage] = {}

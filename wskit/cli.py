@@ -11,7 +11,7 @@ import sys
 from typing import Any, NoReturn
 
 from .app import WebSocketApp
-from .errors import HandshakeError, ListenError
+from .errors import HandshakeError, HubUnavailable, ListenError
 from .options import add_server_arguments, server_settings
 from .protocol import split_ws_url
 from .runner import run
@@ -87,17 +87,24 @@ async def _serve(settings: ServerSettings, backend: str, stopping: Any) -> int:
         svc = wtwisted.WebSocketService(settings, reactor=reactor)
         svc.startService()
         port = (await svc.when_listening()).getHost().port
-        names, shutdown = svc.app.registry.names, svc.stopService
+        app, names, shutdown = svc.app, svc.app.registry.names, svc.stopService
     else:
         from . import asyncio as wasyncio
 
         start_logging(backend)
         server = await wasyncio.serve(settings)
-        port, names = server.port, server.app.registry.names
+        app, port, names = server.app, server.port, server.app.registry.names
 
         async def shutdown() -> None:
             server.close()
             await server.wait_closed()
+
+    if getattr(app.hub, "shared", False):
+        try:
+            await app.hub.ready()
+        except HubUnavailable:
+            await shutdown()
+            raise
 
     sys.stderr.write(f"wskit: serving {', '.join(names)} at {settings.url_for(port)} ({backend})\n")
     sys.stderr.flush()
@@ -111,12 +118,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = server_settings(vars(args))
         if settings.endpoint and args.backend == "asyncio":
             raise SettingsError("--endpoint takes a Twisted endpoint string: use --backend twisted")
+        if settings.hub:
+            from .redis_hub import require_client
+
+            require_client(args.backend)
         WebSocketApp(settings)  # validates subprotocol names and compression codecs up front
     except (SettingsError, KeyError) as exc:
         fail(str(exc).strip('"'), EXIT_USAGE)
     try:
         return run(lambda stopping: _serve(settings, args.backend, stopping), args.backend, use_uvloop=True)
-    except ListenError as exc:
+    except (ListenError, HubUnavailable) as exc:
         fail(str(exc))
 
 

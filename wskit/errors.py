@@ -17,6 +17,7 @@ classes below say which. Modules that raise them re-export them, so
     ├── DecodeError (also ValueError)      a payload is not a message of the serializer's format
     ├── ConnectionClosed                   the connection is closed (``code``, ``reason``)
     ├── RequestError                       a chat/pubsub request answered with an error
+    ├── HubUnavailable                     a shared hub (Redis) cannot be reached right now
     └── RPCError                           a JSON-RPC error object (``code``, ``message``, ``data``)
         └── InvalidParams
 """
@@ -122,6 +123,14 @@ class RequestError(WskitError):
         self.code = code
         self.message = message
         super().__init__(f"{code}: {message}")
+
+
+class HubUnavailable(WskitError):
+    """A shared hub cannot reach its broker (Redis) right now; it is reconnecting.
+
+    Operations that need the broker (storing a chat message, reading history,
+    presence) fail with it; plain publishes still reach this process's subscribers.
+    """
 
 
 def check_tls_files(settings: Any) -> None:

@@ -1,8 +1,19 @@
 """Broadcast hub: who hears what, independent of transport and process.
 
 Protocol code publishes through the :class:`Hub` interface only, so the
-in-process implementation here can be replaced by a multi-process one (Redis
-pub/sub, say) without touching a subprotocol.
+in-process implementation here can be replaced by one that crosses processes
+(:class:`wskit.redis_hub.RedisHub`) without touching a subprotocol.
+
+**What crosses the hub.** A publisher hands the hub data that could travel to
+another process: a topic, the message in each wire *shape* its recipients may
+need (``{shape_key: message}`` of plain JSON/msgpack values, e.g. chat's
+``{1: v1_message, 2: v2_message}``), and optionally the *id* of one
+connection that must not receive it (``exclude``: a string from
+:func:`new_connection_id`, never a Python object). The receiving side (the
+same process for :class:`InProcessHub`, every subscribed process for a Redis
+hub) builds one :class:`wskit.broadcast.Broadcast` from those shapes and fans
+it out to its local subscribers, so each process serializes once per shape
+and serializer and frames once.
 
 Topics are exact strings; patterns (``subscribe_pattern``) are dot-separated
 with ``*`` matching exactly one segment and a final ``**`` matching one or
@@ -11,19 +22,23 @@ A subscriber hears a publish at most once, however many of its subscriptions
 match it: exact subscribers first, then pattern ones, each in the order they
 subscribed (patterns in the order they were first subscribed to).
 
-A subscriber is any object with ``deliver(topic, event)``. ``event`` is an
-opaque object the publisher built (usually a :class:`wskit.broadcast.Broadcast`
-that serializes itself once per wire format), so the hub never serializes.
+A subscriber is any object with ``deliver(topic, event)`` (``event`` is the
+:class:`~wskit.broadcast.Broadcast`) and, if it may be excluded from a
+publish, a ``hub_id`` attribute holding its connection id.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
-from collections.abc import Iterable
+import secrets
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import txaio
 
+from .broadcast import Broadcast
 from .logs import log_failure
 
 
@@ -33,7 +48,17 @@ class Subscriber(Protocol):
 
 
 class Hub(Protocol):
-    """The broadcast interface subprotocols are written against."""
+    """The broadcast interface subprotocols are written against.
+
+    ``shared`` says whether the hub reaches other processes (and then offers
+    the history and presence operations of :class:`wskit.redis_hub.RedisHub`);
+    ``connected`` whether it reaches them right now.
+    """
+
+    shared: bool
+
+    @property
+    def connected(self) -> bool: ...
 
     def subscribe(self, topic: str, subscriber: Subscriber) -> None: ...
 
@@ -45,11 +70,46 @@ class Hub(Protocol):
 
     def unsubscribe_all(self, subscriber: Subscriber) -> None: ...
 
-    def publish(self, topic: str, event: Any) -> int: ...
+    def publish(self, topic: str, shapes: Mapping[Hashable, Any], exclude: str | None = None, *,
+                offset: int | None = None, epoch: str | None = None) -> int: ...
 
     def subscribers(self, topic: str) -> Iterable[Subscriber]: ...
 
     def topics(self) -> Iterable[str]: ...
+
+    def start(self) -> Any: ...
+
+    def stop(self) -> Any: ...
+
+
+# -- connection ids ------------------------------------------------------------------
+
+_process: tuple[int, str] | None = None
+_counter = itertools.count(1)
+
+
+def process_id() -> str:
+    """A random id of this process (a new one after ``fork``), unique across hosts."""
+    global _process
+    pid = os.getpid()
+    if _process is None or _process[0] != pid:
+        _process = (pid, secrets.token_hex(6))
+    return _process[1]
+
+
+def new_connection_id() -> str:
+    """An id for one connection, unique across processes: ``<process id>.<counter>``.
+
+    >>> a, b = new_connection_id(), new_connection_id()
+    >>> a != b and a.split(".")[0] == b.split(".")[0] == process_id()
+    True
+    """
+    return f"{process_id()}.{next(_counter)}"
+
+
+def process_of(connection_id: str) -> str:
+    """The process part of a connection id."""
+    return connection_id.partition(".")[0]
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:
@@ -201,13 +261,17 @@ class PatternIndex:
 class InProcessHub:
     """Hub for one process: a dict of topic -> subscribers (insertion ordered).
 
-    ``publish`` delivers synchronously; each subscriber's ``deliver`` only
-    queues bytes on its own transport, so one slow peer cannot stall the rest.
-    A subscriber whose ``deliver`` raises is logged and skipped.
+    ``publish`` builds one :class:`~wskit.broadcast.Broadcast` and delivers it
+    synchronously; each subscriber's ``deliver`` only queues bytes on its own
+    transport, so one slow peer cannot stall the rest. A subscriber whose
+    ``deliver`` raises is logged and skipped.
 
     Patterns live in a :class:`PatternIndex`, so a publish costs the topic's
     segments plus the patterns that match, however many patterns there are.
     """
+
+    shared = False  # reaches this process only
+    connected = True
 
     def __init__(self) -> None:
         self._topics: dict[str, dict[Subscriber, None]] = {}
@@ -253,12 +317,26 @@ class InProcessHub:
         for pattern in list(self._patterns_by_subscriber.get(subscriber, ())):
             self.unsubscribe_pattern(pattern, subscriber)
 
-    def publish(self, topic: str, event: Any) -> int:
+    def publish(self, topic: str, shapes: Mapping[Hashable, Any], exclude: str | None = None, *,
+                offset: int | None = None, epoch: str | None = None) -> int:
+        """Deliver ``shapes`` to the subscribers of ``topic`` (but not to connection ``exclude``).
+
+        Returns the number of subscribers it was delivered to.
+        """
         members = self.subscribers(topic)
         if not members:
             return 0
+        return self.fan_out(topic, Broadcast(shapes, exclude=exclude, offset=offset, epoch=epoch), members)
+
+    def fan_out(self, topic: str, event: Broadcast, members: list[Subscriber] | None = None) -> int:
+        """Hand a built ``event`` to this process's subscribers of ``topic``: the receiving half of a publish."""
+        if members is None:
+            members = self.subscribers(topic)
+        exclude = event.exclude
         delivered = 0
         for subscriber in members:
+            if exclude is not None and getattr(subscriber, "hub_id", None) == exclude:
+                continue
             try:
                 subscriber.deliver(topic, event)
                 delivered += 1
@@ -270,6 +348,13 @@ class InProcessHub:
                     topic=topic,
                 )
         return delivered
+
+    def has_exact(self, topic: str) -> bool:
+        """Whether anyone subscribes to ``topic`` itself (not through a pattern)."""
+        return topic in self._topics
+
+    def has_pattern(self, pattern: str) -> bool:
+        return self._patterns.get(pattern) is not None
 
     def subscribers(self, topic: str) -> list[Subscriber]:
         """Who hears a publish on ``topic``: exact subscribers, then pattern ones, each once."""
@@ -288,3 +373,9 @@ class InProcessHub:
         return set(self._by_subscriber.get(subscriber, ())) | set(
             self._patterns_by_subscriber.get(subscriber, ())
         )
+
+    def start(self) -> None:
+        """Nothing to connect to."""
+
+    def stop(self) -> None:
+        """Nothing to disconnect from."""

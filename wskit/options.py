@@ -115,6 +115,8 @@ SERVER_OPTIONS: tuple[Option, ...] = (
     Option("room-ttl", float, _A.room_ttl, "forget an empty chat room's history this many seconds "
            "after its last activity (0 = keep until --max-retained-rooms pushes it out)",
            metavar="SECONDS"),
+    Option("hub", str, None, "share chat rooms (history, presence) and pub/sub topics with every "
+           "server on this Redis, e.g. redis://127.0.0.1:6379/0 (needs wskit[redis])", metavar="URL"),
     Option("tls-cert", str, None, "PEM certificate (chain) for wss:// and https://", metavar="FILE"),
     Option("tls-key", str, None, "PEM private key for --tls-cert", metavar="FILE"),
     Option("ticker-interval", float, _DEFAULT.ticker_interval, "publish demo price ticks on pub/sub "
@@ -220,6 +222,7 @@ def server_settings(values: dict[str, Any]) -> ServerSettings:
         ),
         tls=TLSSettings(cert=get("tls_cert"), key=get("tls_key")),
         ticker_interval=get("ticker_interval"),
+        hub=get("hub") or None,
         apps=AppSettings(
             history_size=get("history_size"),
             max_history_bytes=get("max_history_bytes"),

@@ -337,6 +337,9 @@ class ServerSettings:
     server_header: str = "wskit"
     # Seconds between demo ticks on pub/sub topic ticks.demo (0 = no ticker).
     ticker_interval: float = 1.0
+    # None: rooms and topics of this process only; "redis://host:port/db": shared with
+    # every server on that Redis (wskit.redis_hub.RedisHub).
+    hub: str | None = None
 
     @property
     def scheme(self) -> str:
@@ -368,6 +371,10 @@ class ServerSettings:
             raise SettingsError(f"port must be between 0 and 65535, not {self.port}")
         if self.ticker_interval < 0:
             raise SettingsError(f"ticker_interval must be >= 0 seconds, not {self.ticker_interval}")
+        if self.hub is not None:
+            from .redis_hub import RedisAddress
+
+            RedisAddress.parse(self.hub)
         if self.endpoint and self.tls.enabled:
             raise SettingsError("give TLS inside the endpoint string or with --tls-cert/--tls-key, not both")
         self.compression.validate()
