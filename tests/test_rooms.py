@@ -355,22 +355,16 @@ def test_serve_and_twistd_parse_the_request_and_history_limits_alike():
 # -- history in bytes -------------------------------------------------------------------
 
 
-def test_recent_history_keeps_the_newest_messages_that_fit_in_bytes():
-    from wskit.protocols.chat import Room, encoded_size
+def test_newest_within_keeps_the_newest_messages_that_fit_in_bytes():
+    from wskit.protocols.chat import encoded_size, newest_within
 
-    room = Room("r", history_size=10)
-    for i in range(10):
-        room.remember({"type": "message", "text": f"{i}" * (10 * (i + 1))})
-    sizes = [encoded_size(m) for m in room.history]
-    assert room.recent_history(0) == list(room.history)
-    assert room.recent_history(sum(sizes)) == list(room.history)
-    assert texts(room.recent_history(sizes[-1] + sizes[-2])) == ["8" * 90, "9" * 100]
-    assert texts(room.recent_history(sizes[-1] + sizes[-2] - 1)) == ["9" * 100]
-    assert room.recent_history(sizes[-1] - 1) == []  # never a partial or skipped-over answer
-    for _ in range(5):  # the byte counts stay in step as the count bound drops the oldest
-        room.remember({"type": "message", "text": "new"})
-    assert len(room.history) == 10
-    assert texts(room.recent_history(5 * encoded_size({"type": "message", "text": "new"}))) == ["new"] * 5
+    history = [{"type": "message", "text": f"{i}" * (10 * (i + 1))} for i in range(10)]
+    sizes = [encoded_size(m) for m in history]
+    assert newest_within(history, 0) == history
+    assert newest_within(history, sum(sizes)) == history
+    assert texts(newest_within(history, sizes[-1] + sizes[-2])) == ["8" * 90, "9" * 100]
+    assert texts(newest_within(history, sizes[-1] + sizes[-2] - 1)) == ["9" * 100]
+    assert newest_within(history, sizes[-1] - 1) == []  # never a partial or skipped-over answer
 
 
 def test_history_size_is_counted_in_utf8_bytes():
