@@ -13,7 +13,7 @@ from .compression import check_codecs
 from .hub import Hub, InProcessHub
 from .negotiation import SubprotocolRegistry
 from .origin import OriginPolicy
-from .settings import ServerSettings
+from .settings import ServerSettings, SettingsError
 
 # What a WebSocketApp serves when given no registry: the shipped subprotocols.
 SHIPPED_APPLICATIONS = "wskit.protocols"
@@ -40,6 +40,12 @@ class WebSocketApp:
         hub: Hub | None = None,
     ):
         self.settings = (settings or ServerSettings()).validate()
+        if self.settings.workers != 1:
+            raise SettingsError(
+                f"workers={self.settings.workers}: worker processes are started by a supervisor "
+                "(wskit serve --workers, twistd wskit --workers, wskit.workers); a server in this "
+                "process is one worker"
+            )
         if self.settings.compression.enabled:
             check_codecs(self.settings.compression)
         self.hub: Hub = hub if hub is not None else InProcessHub()

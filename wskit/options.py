@@ -14,6 +14,7 @@ from .settings import (
     AppSettings,
     CompressionSettings,
     LimitSettings,
+    MetricsSettings,
     ServerSettings,
     SettingsError,
     TimeoutSettings,
@@ -104,6 +105,11 @@ SERVER_OPTIONS: tuple[Option, ...] = (
     Option("tls-key", str, None, "PEM private key for --tls-cert", metavar="FILE"),
     Option("ticker-interval", float, _DEFAULT.ticker_interval, "publish demo price ticks on pub/sub "
            "topic ticks.demo every SECONDS (0 = off)", metavar="SECONDS"),
+    Option("workers", int, _DEFAULT.workers, "worker processes serving the one port (1 = serve in this "
+           "process)", metavar="N"),
+    Option("metrics-port", int, None, "serve Prometheus metrics at http://METRICS-HOST:PORT/metrics "
+           "(0 picks a free port; needs wskit[metrics])", metavar="PORT"),
+    Option("metrics-host", str, _DEFAULT.metrics.host, "interface of the metrics endpoint", metavar="HOST"),
 )
 
 
@@ -181,6 +187,8 @@ def server_settings(values: dict[str, Any]) -> ServerSettings:
             max_retained_rooms=get("max_retained_rooms"),
             room_ttl=get("room_ttl"),
         ),
+        workers=get("workers"),
+        metrics=MetricsSettings(port=get("metrics_port"), host=get("metrics_host")),
     )
     return settings.validate()
 

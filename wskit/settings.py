@@ -173,6 +173,26 @@ class AppSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus metrics at ``http://host:port/metrics`` (needs ``wskit[metrics]``).
+
+    ``port`` None (the default) serves no metrics; 0 picks a free port. With
+    worker processes the supervisor serves the sum over all workers.
+    """
+
+    port: int | None = None
+    host: str = "127.0.0.1"
+
+    @property
+    def enabled(self) -> bool:
+        return self.port is not None
+
+    def validate(self) -> None:
+        if self.port is not None and not 0 <= self.port <= 65535:
+            raise SettingsError(f"metrics port must be between 0 and 65535, not {self.port}")
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """Everything a wskit server needs to know.
 
@@ -198,6 +218,9 @@ class ServerSettings:
     server_header: str = "wskit"
     # Seconds between demo ticks on pub/sub topic ticks.demo (0 = no ticker).
     ticker_interval: float = 1.0
+    # Worker processes serving the one port (wskit.workers); 1 serves in this process.
+    workers: int = 1
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def scheme(self) -> str:
@@ -222,11 +245,16 @@ class ServerSettings:
             raise SettingsError(f"ticker_interval must be >= 0 seconds, not {self.ticker_interval}")
         if self.endpoint and self.tls.enabled:
             raise SettingsError("give TLS inside the endpoint string or with --tls-cert/--tls-key, not both")
+        if self.workers < 1:
+            raise SettingsError(f"workers must be >= 1, not {self.workers}")
+        if self.workers > 1 and self.endpoint:
+            raise SettingsError("worker processes share a TCP port: give --host/--port, not --endpoint")
         self.compression.validate()
         self.limits.validate()
         self.timeouts.validate()
         self.tls.validate()
         self.apps.validate()
+        self.metrics.validate()
         return self
 
 
