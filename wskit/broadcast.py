@@ -22,6 +22,7 @@ a recipient too far behind is dropped instead of sent to.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -48,6 +49,9 @@ class Broadcast:
         self.shapes = shapes
         # A subscriber (e.g. the sender of a presence change) that must not receive it.
         self.exclude = exclude
+        # When it was published (time.time(), comparable across processes):
+        # hubs report publish -> deliver latency from it (wskit.metrics).
+        self.published_at = time.time()
         self.encodings = 0
         self._payloads: dict[tuple[Hashable, str], bytes] = {}
         self._prepared: dict[tuple[Hashable, str, bool], PreparedMessage] = {}

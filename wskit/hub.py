@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import txaio
 
+from . import metrics
 from .logs import log_failure
 
 
@@ -257,6 +258,9 @@ class InProcessHub:
         members = self.subscribers(topic)
         if not members:
             return 0
+        recorder = metrics.recorder()
+        if recorder.enabled:
+            recorder.hub_delivered(getattr(event, "published_at", None))
         delivered = 0
         for subscriber in members:
             try:

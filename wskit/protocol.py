@@ -29,6 +29,7 @@ from .compression import (
     make_server_accept,
     tune_extension,
 )
+from . import metrics
 from .errors import HandshakeError
 from .logs import log_failure
 from .negotiation import NegotiationError
@@ -174,6 +175,7 @@ class ConnectionMixin:
                 cap=cap,
                 wskit_event="slow-consumer",
             )
+            metrics.recorder().slow_consumer_dropped()
             self.abort()
             return False
         return True
@@ -277,13 +279,85 @@ class ServerProtocolMixin(ConnectionMixin):
     """
 
     app: Any = None
+    # Metrics (wskit.metrics): the Traffic this connection adds to once open;
+    # until then its bytes (the handshake) are kept here and added on open.
+    _recorder: Any = metrics.recorder()
+    _traffic: Any = None
+    _traffic_label: str | None = None
+    _early_wire_in = 0
+    _early_wire_out = 0
 
     def _connectionMade(self) -> None:
         self.app = self.factory.app
         self._compression_settings = self.app.settings.compression
         self.compress_threshold = self._compression_settings.threshold
         self.max_buffered_bytes = self.app.settings.limits.max_buffered_bytes
+        self._recorder = metrics.recorder()
         super()._connectionMade()
+
+    # -- metrics: counted here, below anything a subclass overrides ------------
+
+    def _dataReceived(self, data: bytes) -> None:
+        super()._dataReceived(data)
+        traffic = self._traffic
+        if traffic is None:
+            self._early_wire_in += len(data)
+        else:
+            traffic.wire_in += len(data)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        traffic = self._traffic
+        if traffic is None:
+            self._early_wire_out += len(data)
+        else:
+            traffic.wire_out += len(data)
+        super().sendData(data, sync, chopsize)
+
+    def _onMessage(self, payload: bytes, isBinary: bool) -> None:
+        traffic = self._traffic
+        traffic.messages_in += 1
+        traffic.payload_in += len(payload)
+        super()._onMessage(payload, isBinary)
+
+    def sendMessage(self, payload, isBinary=False, fragmentSize=None, sync=False, doNotCompress=False):
+        if self.state == self.STATE_OPEN:
+            traffic = self._traffic
+            traffic.messages_out += 1
+            traffic.payload_out += len(payload)
+        super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
+
+    def sendPreparedMessage(self, preparedMsg: Any) -> None:
+        # Autobahn sends a prepared message through sendMessage (counted there)
+        # when it compresses it for this connection, else its pre-framed bytes.
+        if self.state == self.STATE_OPEN and (self._perMessageCompress is None or preparedMsg.doNotCompress):
+            traffic = self._traffic
+            traffic.messages_out += 1
+            traffic.payload_out += _unmasked_payload_length(preparedMsg.payloadHybi)
+        super().sendPreparedMessage(preparedMsg)
+
+    def _onOpen(self) -> None:
+        label = self._traffic_label = self.served_subprotocol or metrics.NO_SUBPROTOCOL
+        traffic = self._traffic = self._recorder.traffic(label)
+        traffic.wire_in += self._early_wire_in
+        traffic.wire_out += self._early_wire_out
+        self._recorder.connection_opened(label)
+        super()._onOpen()
+
+    def _onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self._traffic_label is not None:
+            self._recorder.connection_closed(self._traffic_label, code)
+        super()._onClose(wasClean, code, reason)
+
+    def _connectionLost(self, reason) -> None:
+        super()._connectionLost(reason)
+        if self._traffic is None:  # never opened: a refused or abandoned handshake
+            traffic = self._traffic = self._recorder.traffic(metrics.NO_SUBPROTOCOL)
+            traffic.wire_in += self._early_wire_in
+            traffic.wire_out += self._early_wire_out
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
+        self._recorder.handshake_refused(code)
+        super().failHandshake(reason, code, responseHeaders)
 
     def onConnect(self, request):
         try:
@@ -407,6 +481,12 @@ class ServerProtocolMixin(ConnectionMixin):
         # A complete HTTP exchange: Autobahn drops the connection next, and would
         # log every page or asset fetch as an unclean drop (a warning) otherwise.
         self.wasClean = True
+
+
+def _unmasked_payload_length(frame: bytes) -> int:
+    """Payload length of one unmasked frame (a server's ``PreparedMessage.payloadHybi``)."""
+    length = frame[1] & 0x7F
+    return len(frame) - (2 if length < 126 else 4 if length == 126 else 10)
 
 
 def split_ws_url(url: str) -> tuple[str, int, bool]:
