@@ -98,6 +98,11 @@ async def _serve(settings: ServerSettings, backend: str, stopping: Any) -> int:
             server.close()
             await server.wait_closed()
 
+    if settings.metrics.enabled:
+        from .metrics_http import listening_port, metrics_url
+
+        metrics_server = svc.metrics_port if backend == "twisted" else server._metrics_server
+        sys.stderr.write(f"wskit: metrics at {metrics_url(settings.metrics, listening_port(metrics_server))}\n")
     sys.stderr.write(f"wskit: serving {', '.join(names)} at {settings.replace(port=port).url} ({backend})\n")
     sys.stderr.flush()
     await stopping
@@ -105,18 +110,39 @@ async def _serve(settings: ServerSettings, backend: str, stopping: Any) -> int:
     return 0
 
 
+async def _supervise(settings: ServerSettings, backend: str, stopping: Any) -> int:
+    """--workers N: a supervisor and N worker processes on one port (wskit.workers)."""
+    from .workers import supervise
+
+    start_logging(backend)
+    return await supervise(settings, backend, stopping)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         settings = server_settings(vars(args))
         if settings.endpoint and args.backend == "asyncio":
             raise SettingsError("--endpoint takes a Twisted endpoint string: use --backend twisted")
-        WebSocketApp(settings)  # validates subprotocol names and compression codecs up front
+        if settings.metrics.enabled:
+            from .metrics import check_available
+
+            check_available()
+        # Validates subprotocol names and compression codecs up front.
+        WebSocketApp(settings.replace(workers=1))
     except (SettingsError, KeyError) as exc:
         fail(str(exc).strip('"'), EXIT_USAGE)
     try:
+        if settings.workers > 1:
+            return run(lambda stopping: _supervise(settings, args.backend, stopping), args.backend)
         return run(lambda stopping: _serve(settings, args.backend, stopping), args.backend, use_uvloop=True)
     except ListenError as exc:
         fail(str(exc))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .workers import worker_main
+
+    return worker_main()
 
 
 # -- connect -------------------------------------------------------------------
@@ -202,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     protocols = sub.add_parser("protocols", help="list the shipped subprotocols")
     protocols.set_defaults(func=cmd_protocols)
+
+    # Internal: one worker process of `serve --workers N`, started by the supervisor
+    # (wskit.workers), which hands it its settings and listening socket. The options
+    # only make the process list readable.
+    worker = sub.add_parser("_worker")
+    worker.add_argument("--worker", type=int)
+    worker.add_argument("--backend", choices=BACKENDS)
+    worker.set_defaults(func=cmd_worker)
     return parser
 
 

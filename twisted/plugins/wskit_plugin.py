@@ -49,8 +49,17 @@ class WskitServiceMaker:
         values = {key.replace("-", "_"): value for key, value in options.items()}
         try:
             settings = server_settings(values)
+            if settings.metrics.enabled:
+                from wskit.metrics import check_available
+
+                check_available()
         except SettingsError as exc:
             raise usage.UsageError(str(exc))
+        if settings.workers > 1:
+            # This process supervises: it binds (in privilegedStartService) and starts the workers.
+            from wskit.workers import supervisor_service
+
+            return supervisor_service(settings)
         return _twistd_service(settings)
 
 
@@ -90,6 +99,11 @@ def _announce(port, svc):
     from twisted.logger import Logger
 
     settings = svc.settings.replace(port=port.getHost().port)
+    if svc.metrics_port is not None:
+        from wskit.metrics_http import metrics_url
+
+        Logger(namespace="wskit").info("wskit: metrics at {url}",
+                                       url=metrics_url(settings.metrics, svc.metrics_port.getHost().port))
     Logger(namespace="wskit").info(
         "wskit: serving {names} at {url} (twisted)",
         names=", ".join(svc.app.registry.names),

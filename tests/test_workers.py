@@ -1,0 +1,200 @@
+"""`wskit serve --workers N` and `twistd -n wskit --workers N`: worker processes on one port.
+
+Real processes: a supervisor started like any server (port 0, the port read from its "serving"
+line) and the workers it starts. Workers are told apart by their log lines, which carry `[wN]`,
+and each says `worker N ready pid=P` once it accepts connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from websockets.asyncio.client import connect
+
+from support import BACKENDS, ROOT, ServerProcess, python_env, run, serve, twistd
+
+pytestmark = pytest.mark.timeout(120)
+
+READY = re.compile(r"\[w(\d+)\].*wskit: worker (\d+) ready pid=(\d+)")
+OPEN = re.compile(r"\[w(\d+)\].*wskit: open ")
+
+
+def worker_pids(proc: ServerProcess) -> dict[int, int]:
+    """The latest pid each worker reported ready with."""
+    pids = {}
+    for line in list(proc.lines):
+        found = READY.search(line)
+        if found:
+            assert found.group(1) == found.group(2), line  # the tag names the worker that wrote it
+            pids[int(found.group(2))] = int(found.group(3))
+    return pids
+
+
+def workers_that_opened(proc: ServerProcess) -> list[int]:
+    return [int(m.group(1)) for line in list(proc.lines) if (m := OPEN.search(line))]
+
+
+def wait_until(predicate, timeout: float = 20, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+async def open_on_every_worker(port: int, proc: ServerProcess, workers: int = 2, batch: int = 12,
+                               rounds: int = 8) -> list:
+    """Open connections in concurrent batches (kept open) until every worker has logged an open.
+
+    The kernel hands a connection to whichever worker accepts first; concurrent handshakes keep
+    one worker busy while the next connection arrives, so the others get theirs.
+    """
+    url = f"ws://127.0.0.1:{port}/ws"
+    conns: list = []
+    for _ in range(rounds):
+        conns += await asyncio.gather(*(connect(url, subprotocols=["wskit.echo"]) for _ in range(batch)))
+        deadline = time.monotonic() + 10
+        while len(workers_that_opened(proc)) < len(conns) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if set(workers_that_opened(proc)) == set(range(1, workers + 1)):
+            return conns
+    raise AssertionError(f"{len(conns)} connections all went to workers {set(workers_that_opened(proc))}")
+
+
+async def echo_once(port: int, text: str = "ping") -> str:
+    async with connect(f"ws://127.0.0.1:{port}/ws", subprotocols=["wskit.echo"], open_timeout=10) as ws:
+        await ws.send(text)
+        return await asyncio.wait_for(ws.recv(), 10)
+
+
+def start_workers(kind: str, *args: str) -> tuple[ServerProcess, int]:
+    if kind == "twistd":
+        return twistd("--workers", "2", "--ticker-interval", "0", *args)
+    return serve(kind, "--workers", "2", "--ticker-interval", "0", *args)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_workers_serve_one_port(backend):
+    proc, port = start_workers(backend)
+    with proc:
+        serving = proc.wait_for_log("wskit: serving")
+        assert serving.endswith(f"({backend}, 2 workers)"), serving
+        pids = worker_pids(proc)
+        assert sorted(pids) == [1, 2] and len(set(pids.values())) == 2
+        assert proc.proc.pid not in pids.values()
+
+        async def scenario():
+            conns = await open_on_every_worker(port, proc)
+            for ws in conns:
+                await ws.send("hi")
+                assert await ws.recv() == "hi"
+                await ws.close()
+
+        run(scenario(), timeout=60)
+        # every line a worker wrote carries its tag; the supervisor's lines carry none
+        for line in proc.lines:
+            if "wskit: open" in line or "wskit: close" in line:
+                assert re.match(r"\[w[12]\] ", line), line
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_killed_worker_is_restarted_and_the_port_keeps_serving(backend):
+    proc, port = start_workers(backend)
+    with proc:
+        first = worker_pids(proc)[1]
+        os.kill(first, signal.SIGKILL)
+        proc.wait_for_log(f"worker 1 (pid {first}) was killed by SIGKILL")
+        # while worker 1 is down (and after), the other worker and the shared backlog serve
+        assert run(echo_once(port, "during")) == "during"
+        second = wait_until(lambda: worker_pids(proc)[1] != first and worker_pids(proc)[1],
+                            what="worker 1 to come back")
+        assert worker_pids(proc)[2] != second
+        assert run(echo_once(port, "after")) == "after"
+        # a second quick exit in a row waits twice as long: a crash loop does not spin
+        os.kill(second, signal.SIGKILL)
+        line = proc.wait_for_log(f"worker 1 (pid {second}) was killed by SIGKILL")
+        assert "restarting it in 1.0 s" in line, line
+        wait_until(lambda: worker_pids(proc)[1] not in (first, second), what="worker 1 again")
+        assert run(echo_once(port, "again")) == "again"
+
+
+@pytest.mark.parametrize("kind", [*BACKENDS, "twistd"])
+def test_sigterm_closes_every_connection_with_1001_and_every_process_exits(kind):
+    proc, port = start_workers(kind)
+    with proc:
+        pids = worker_pids(proc)
+
+        async def scenario():
+            conns = await open_on_every_worker(port, proc)
+            proc.proc.send_signal(signal.SIGTERM)
+            await asyncio.gather(*(asyncio.wait_for(ws.wait_closed(), 20) for ws in conns))
+            return [ws.close_code for ws in conns]
+
+        codes = run(scenario(), timeout=60)
+        assert set(codes) == {1001}, codes
+        status = proc.proc.wait(20)
+        # twistd ends itself with the signal it was stopped by, as it does without workers
+        assert status == (0 if kind != "twistd" else -signal.SIGTERM), "\n".join(proc.lines)
+        wait_until(lambda: all(gone(pid) for pid in pids.values()), 10, "the workers to exit")
+        assert "Traceback" not in "\n".join(proc.lines)
+
+
+def test_twistd_workers_log_through_twistd():
+    proc, port = start_workers("twistd")
+    with proc:
+        assert proc.wait_for_log("wskit: serving").endswith("(twisted, 2 workers)")
+        assert run(echo_once(port)) == "ping"
+        line = proc.wait_for_log("wskit: open")
+        # twistd's own format, with the worker as the log system
+        assert re.search(r"^\S+ \[w[12]\] wskit: open peer=", line), line
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_worker_is_a_plain_server(backend):
+    proc, port = serve(backend, "--workers", "1", "--ticker-interval", "0")
+    with proc:
+        assert proc.wait_for_log("wskit: serving").endswith(f"({backend})")
+        assert run(echo_once(port)) == "ping"
+        assert not any("worker" in line or line.startswith("[w") for line in proc.lines)
+
+
+def test_a_worker_that_cannot_start_stops_the_server(tmp_path):
+    # Every worker process fails before it listens (a broken install, say).
+    (tmp_path / "sitecustomize.py").write_text(
+        "import os\nif os.environ.get('WSKIT_WORKER'):\n    os._exit(3)\n")
+    env = {**python_env(), "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "wskit", "serve", "--workers", "2", "--port", "0"],
+                            capture_output=True, text=True, timeout=60, env=env, cwd=str(ROOT))
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert re.search(r"wskit: worker [12] \(pid \d+\) exited with status 3 before it was listening", output)
+    assert "wskit: serving" not in output and "Traceback" not in output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--workers", "0"], "workers must be >= 1"),
+    (["--workers", "2", "--endpoint", "tcp:0"], "worker processes share a TCP port"),
+])
+def test_bad_worker_options_are_one_line(args, message):
+    result = subprocess.run([sys.executable, "-m", "wskit", "serve", *args], capture_output=True, text=True,
+                            timeout=30, env=python_env(), cwd=str(ROOT))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2
+    assert len(lines) == 1 and lines[0].startswith("wskit: ") and message in lines[0], result.stderr
