@@ -279,13 +279,11 @@ class ServerProtocolMixin(ConnectionMixin):
     """
 
     app: Any = None
-    # Metrics (wskit.metrics): the Traffic this connection adds to once open;
-    # until then its bytes (the handshake) are kept here and added on open.
+    # Metrics (wskit.metrics): with metrics on, an open connection's trafficStats
+    # is its subprotocol's shared wskit.metrics.Traffic (Autobahn does the counting).
     _recorder: Any = metrics.recorder()
     _traffic: Any = None
     _traffic_label: str | None = None
-    _early_wire_in = 0
-    _early_wire_out = 0
 
     def _connectionMade(self) -> None:
         self.app = self.factory.app
@@ -295,51 +293,18 @@ class ServerProtocolMixin(ConnectionMixin):
         self._recorder = metrics.recorder()
         super()._connectionMade()
 
-    # -- metrics: counted here, below anything a subclass overrides ------------
+    # -- metrics: per connection, below anything a subclass overrides ------------
 
-    def _dataReceived(self, data: bytes) -> None:
-        super()._dataReceived(data)
-        traffic = self._traffic
-        if traffic is None:
-            self._early_wire_in += len(data)
-        else:
-            traffic.wire_in += len(data)
-
-    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
-        traffic = self._traffic
-        if traffic is None:
-            self._early_wire_out += len(data)
-        else:
-            traffic.wire_out += len(data)
-        super().sendData(data, sync, chopsize)
-
-    def _onMessage(self, payload: bytes, isBinary: bool) -> None:
-        traffic = self._traffic
-        traffic.messages_in += 1
-        traffic.payload_in += len(payload)
-        super()._onMessage(payload, isBinary)
-
-    def sendMessage(self, payload, isBinary=False, fragmentSize=None, sync=False, doNotCompress=False):
-        if self.state == self.STATE_OPEN:
-            traffic = self._traffic
-            traffic.messages_out += 1
-            traffic.payload_out += len(payload)
-        super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
-
-    def sendPreparedMessage(self, preparedMsg: Any) -> None:
-        # Autobahn sends a prepared message through sendMessage (counted there)
-        # when it compresses it for this connection, else its pre-framed bytes.
-        if self.state == self.STATE_OPEN and (self._perMessageCompress is None or preparedMsg.doNotCompress):
-            traffic = self._traffic
-            traffic.messages_out += 1
-            traffic.payload_out += _unmasked_payload_length(preparedMsg.payloadHybi)
-        super().sendPreparedMessage(preparedMsg)
+    def _share_traffic(self, label: str) -> None:
+        own, shared = self.trafficStats, self._recorder.traffic(label)
+        shared.preopenIncomingOctetsWireLevel += own.preopenIncomingOctetsWireLevel
+        shared.preopenOutgoingOctetsWireLevel += own.preopenOutgoingOctetsWireLevel
+        self._traffic = self.trafficStats = shared
 
     def _onOpen(self) -> None:
         label = self._traffic_label = self.served_subprotocol or metrics.NO_SUBPROTOCOL
-        traffic = self._traffic = self._recorder.traffic(label)
-        traffic.wire_in += self._early_wire_in
-        traffic.wire_out += self._early_wire_out
+        if self._recorder.enabled:
+            self._share_traffic(label)  # with the handshake's bytes
         self._recorder.connection_opened(label)
         super()._onOpen()
 
@@ -350,10 +315,18 @@ class ServerProtocolMixin(ConnectionMixin):
 
     def _connectionLost(self, reason) -> None:
         super()._connectionLost(reason)
-        if self._traffic is None:  # never opened: a refused or abandoned handshake
-            traffic = self._traffic = self._recorder.traffic(metrics.NO_SUBPROTOCOL)
-            traffic.wire_in += self._early_wire_in
-            traffic.wire_out += self._early_wire_out
+        if self._traffic_label is None and self._recorder.enabled:
+            self._share_traffic(metrics.NO_SUBPROTOCOL)  # a refused or abandoned handshake
+
+    def sendPreparedMessage(self, preparedMsg: Any) -> None:
+        # Autobahn counts a prepared message it compresses for this connection
+        # (through sendMessage), but not one it sends as pre-framed bytes.
+        traffic = self._traffic
+        if (traffic is not None and self.state == self.STATE_OPEN
+                and (self._perMessageCompress is None or preparedMsg.doNotCompress)):
+            traffic.outgoingWebSocketMessages += 1
+            traffic.outgoingOctetsAppLevel += _unmasked_payload_length(preparedMsg.payloadHybi)
+        super().sendPreparedMessage(preparedMsg)
 
     def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
         self._recorder.handshake_refused(code)
