@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import pytest
+from websockets.asyncio.client import connect
 
 from support import BACKENDS, ROOT, ServerProcess, python_env, run, serve, twistd
 from worker_support import echo_once, gone, open_on_every_worker, wait_until, worker_pids
@@ -135,3 +136,31 @@ def test_bad_worker_options_are_one_line(args, message):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2
     assert len(lines) == 1 and lines[0].startswith("wskit: ") and message in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_supervise_runs_an_application_of_its_own_in_every_worker(backend):
+    # wskit.workers.supervise(app_factory="module:callable"): each worker imports and builds the app.
+    apps = ROOT / "tests" / "apps"
+    env = {"PYTHONPATH": os.pathsep.join([str(apps), os.environ.get("PYTHONPATH", "")])}
+    proc = ServerProcess([], cmd=[sys.executable, str(apps / "workers_app.py"), backend], ready="wskit: serving",
+                         env=env).start()
+    with proc:
+        serving = proc.wait_for_log("wskit: serving")
+        assert "serving test.whoami at ws://" in serving and serving.endswith(f"({backend}, 2 workers)")
+        url = f"ws://127.0.0.1:{proc.port}/ws"
+
+        async def scenario():
+            conns, seen = [], set()
+            for _ in range(8):  # concurrent batches, kept open, until both workers answered
+                batch = await asyncio.gather(*(connect(url, subprotocols=["test.whoami"]) for _ in range(12)))
+                for ws in batch:
+                    await ws.send("?")
+                    seen.add(await ws.recv())
+                conns += batch
+                if len(seen) == 2:
+                    break
+            await asyncio.gather(*(ws.close() for ws in conns))
+            return seen
+
+        assert run(scenario(), timeout=60) == {"1", "2"}

@@ -114,8 +114,12 @@ async def _supervise(settings: ServerSettings, backend: str, stopping: Any) -> i
     """--workers N: a supervisor and N worker processes on one port (wskit.workers)."""
     from .workers import supervise
 
+    def announce(line: str) -> None:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
     start_logging(backend)
-    return await supervise(settings, backend, stopping)
+    return await supervise(settings, backend, stopping, announce=announce)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -417,10 +417,19 @@ def announcement(settings: ServerSettings, names: Any, port: int, backend: str) 
             f"({backend}, {settings.workers} workers)")
 
 
-def _app_names(settings: ServerSettings) -> tuple[str, ...]:
+def _build_app(settings: ServerSettings, app_factory: str | None) -> Any:
+    """What a worker serves: ``app_factory(settings)`` (``"module:callable"``), or the shipped subprotocols."""
     from .app import WebSocketApp
 
-    return WebSocketApp(worker_settings(settings)).registry.names
+    if app_factory is None:
+        return WebSocketApp(settings)
+    module, _, name = app_factory.partition(":")
+    return getattr(importlib.import_module(module), name)(settings)
+
+
+def _app_names(settings: ServerSettings, app_factory: str | None) -> tuple[str, ...]:
+    # Built once here too: names for the announcement, and a factory that fails does so up front.
+    return _build_app(worker_settings(settings), app_factory).registry.names
 
 
 async def _serve_metrics(settings: MetricsSettings, backend: str) -> tuple[Any, Callable[[], Any]]:
@@ -436,12 +445,26 @@ async def _serve_metrics(settings: MetricsSettings, backend: str) -> tuple[Any, 
     return metrics_http.listening_port(server), server.close
 
 
-async def supervise(settings: ServerSettings, backend: str, stopping: Any, app_factory: str | None = None) -> int:
-    """``wskit serve --workers N``: run ``main(stopping)``-style under :func:`wskit.run`.
+async def supervise(settings: ServerSettings, backend: str, stopping: Any, app_factory: str | None = None,
+                    announce: Callable[[str], Any] | None = None) -> int:
+    """Run ``settings.workers`` worker processes until ``stopping`` fires; returns the exit status.
 
-    Prints the "serving" line once every worker listens; returns the exit status.
-    Logging must be started.
+    What ``wskit serve --workers N`` runs, as a ``main(stopping)`` for :func:`wskit.run`::
+
+        settings = ServerSettings(port=9000, workers=4)
+        wskit.run(lambda stopping: supervise(settings, "asyncio", stopping, app_factory="chat.app:build"),
+                  "asyncio")
+
+    ``app_factory``: see :class:`Supervisor`. ``announce(line)`` gets the
+    "wskit: serving ..." line once every worker listens, and the metrics URL
+    (default: logged). Worker processes log on their own; the supervisor's
+    lines go through txaio's logging, so start it to see them.
     """
+    log = txaio.make_logger()
+    if announce is None:
+        def announce(line: str) -> None:
+            log.info("{line}", line=line)
+
     if backend == "twisted":
         from twisted.internet import reactor
 
@@ -450,8 +473,8 @@ async def supervise(settings: ServerSettings, backend: str, stopping: Any, app_f
         import asyncio
 
         call_from_thread = asyncio.get_running_loop().call_soon_threadsafe
-    names = _app_names(settings)
-    supervisor = Supervisor(settings, backend, call_from_thread, app_factory=app_factory)
+    names = _app_names(settings, app_factory)
+    supervisor = Supervisor(settings, backend, call_from_thread, app_factory=app_factory, log=log)
     supervisor.bind()
     close_metrics = None
     try:
@@ -459,7 +482,7 @@ async def supervise(settings: ServerSettings, backend: str, stopping: Any, app_f
             from .metrics_http import metrics_url
 
             metrics_port, close_metrics = await _serve_metrics(settings.metrics, backend)
-            _say(f"wskit: metrics at {metrics_url(settings.metrics, metrics_port)}")
+            announce(f"wskit: metrics at {metrics_url(settings.metrics, metrics_port)}")
         txaio.add_callbacks(stopping, lambda _: supervisor.stop() and None, None)
         supervisor.start()
         try:
@@ -467,18 +490,13 @@ async def supervise(settings: ServerSettings, backend: str, stopping: Any, app_f
         except WorkerError:
             port = None
         if port is not None:
-            _say(announcement(settings, names, port, backend))
+            announce(announcement(settings, names, port, backend))
         return await supervisor.finished
     finally:
         supervisor.stop()
         if close_metrics is not None:
             close_metrics()
         supervisor.close()
-
-
-def _say(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
 
 
 def supervisor_service(settings: ServerSettings, app_factory: str | None = None, reactor: Any = None) -> Any:
@@ -503,7 +521,7 @@ def supervisor_service(settings: ServerSettings, app_factory: str | None = None,
     class SupervisorService(service.Service):
         def __init__(self) -> None:
             self.settings = settings
-            self.names = _app_names(settings)
+            self.names = _app_names(settings, app_factory)
             self.supervisor: Supervisor | None = None
             self.metrics_port: Any = None
 
@@ -659,19 +677,10 @@ def _adopted_endpoint(reactor: Any, spec: WorkerSpec) -> Any:
     return AdoptedSocketEndpoint()
 
 
-def _build_app(spec: WorkerSpec) -> Any:
-    from .app import WebSocketApp
-
-    if spec.app_factory is None:
-        return WebSocketApp(spec.settings)
-    module, _, name = spec.app_factory.partition(":")
-    return getattr(importlib.import_module(module), name)(spec.settings)
-
-
 async def _run_worker(spec: WorkerSpec, stopping: Any) -> int:
     """One worker: listen on the inherited socket, say ready, serve until SIGTERM, close with 1001."""
     log = txaio.make_logger()
-    app = _build_app(spec)
+    app = _build_app(spec.settings, spec.app_factory)
     if spec.backend == "twisted":
         from twisted.internet import reactor
 
