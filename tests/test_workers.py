@@ -164,3 +164,13 @@ def test_supervise_runs_an_application_of_its_own_in_every_worker(backend):
             return seen
 
         assert run(scenario(), timeout=60) == {"1", "2"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_workers_stop_when_their_supervisor_is_killed(backend):
+    proc, port = start_workers(backend)
+    with proc:
+        pids = worker_pids(proc)
+        proc.proc.kill()  # SIGKILL: nothing forwards anything; the workers see their stdin close
+        proc.proc.wait(10)
+        wait_until(lambda: all(gone(pid) for pid in pids.values()), 20, "orphaned workers to exit")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import time
 
@@ -41,11 +40,12 @@ def wait_until(predicate, timeout: float = 20, what: str = "condition"):
 
 
 def gone(pid: int) -> bool:
+    """The process has exited (a zombie not yet reaped counts as exited)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
         return True
-    return False
 
 
 async def open_on_every_worker(port: int, proc: ServerProcess, workers: int = 2, batch: int = 12,

@@ -92,6 +92,9 @@ class NullRecorder:
     def flush(self) -> None:
         self._sink.reset()
 
+    def exposition(self) -> tuple[bytes, str]:
+        return b"", "text/plain; version=0.0.4; charset=utf-8"
+
 
 def check_available() -> None:
     """Raise :class:`SettingsError` (one line) unless prometheus_client can be imported."""

@@ -240,17 +240,18 @@ class Supervisor:
         return [w.process.pid for w in self.workers if w.process is not None]
 
     def bind(self) -> int:
-        """Bind the shared socket (and prepare metrics); returns the port."""
+        """Bind the shared socket; returns the port."""
         if self.sock is None:
             check_tls_files(self.settings)
             self.sock = bind_socket(self.settings)
-            if self.settings.metrics.enabled:
-                self.metrics_dir = tempfile.mkdtemp(prefix="wskit-metrics-")
-                metrics.enable(self.metrics_dir)
         return self.port
 
     def start(self) -> Any:
         self.bind()
+        if self.settings.metrics.enabled and self.metrics_dir is None:
+            # Made here, not in bind(): under twistd -u/-g this runs as the user the workers run as.
+            self.metrics_dir = tempfile.mkdtemp(prefix="wskit-metrics-")
+            metrics.enable(self.metrics_dir)
         for worker in self.workers:
             self._spawn(worker)
         self._count_running()
