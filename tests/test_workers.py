@@ -17,7 +17,7 @@ import sys
 import pytest
 from websockets.asyncio.client import connect
 
-from support import BACKENDS, ROOT, ServerProcess, python_env, run, serve, twistd
+from support import BACKENDS, ROOT, TWISTD, ServerProcess, python_env, run, serve, twistd
 from worker_support import echo_once, gone, open_on_every_worker, wait_until, worker_pids
 
 pytestmark = pytest.mark.timeout(120)
@@ -174,3 +174,46 @@ def test_workers_stop_when_their_supervisor_is_killed(backend):
         proc.proc.kill()  # SIGKILL: nothing forwards anything; the workers see their stdin close
         proc.proc.wait(10)
         wait_until(lambda: all(gone(pid) for pid in pids.values()), 20, "orphaned workers to exit")
+
+
+def unprivileged_cannot_run_python() -> bool:
+    """Whether uid 65534 is refused this interpreter (an interpreter under /root, say)."""
+    try:
+        subprocess.run([sys.executable, "-c", "pass"], user=65534, group=65534, check=True, timeout=30)
+    except (PermissionError, subprocess.CalledProcessError):
+        return True
+    return False
+
+
+def test_twistd_binds_a_privileged_port_and_runs_unprivileged_workers(tmp_path):
+    from test_deploy import free_privileged_port, process_uid
+    from test_metrics import Scrape, metrics_url
+
+    assert os.geteuid() == 0, "this test binds a port below 1024 as root (CI runs as root)"
+    if unprivileged_cannot_run_python():  # workers are new processes: the user runs the interpreter
+        pytest.skip(f"uid 65534 cannot run {sys.executable} here (the next test covers that case)")
+    port = free_privileged_port()
+    cmd = [*TWISTD, "-n", "--pidfile=", "-u", "65534", "-g", "65534", "wskit", "--port", str(port),
+           "--workers", "2", "--metrics-port", "0", "--protocol", "wskit.echo", "--no-static"]
+    env = {"PYTHONDONTWRITEBYTECODE": "1", "HOME": str(tmp_path)}
+    with ServerProcess([], cmd=cmd, ready="wskit: serving", env=env) as proc:
+        assert run(echo_once(port, "unprivileged")) == "unprivileged"
+        assert [process_uid(pid) for pid in [proc.proc.pid, *worker_pids(proc).values()]] == [65534] * 3
+        # the workers (as 65534) write the metrics files the supervisor (as 65534) reads
+        assert wait_until(lambda: Scrape(metrics_url(proc))["wskit_connections_opened_total"] == 1,
+                          what="the metrics of the echo")
+    assert "Traceback" not in "\n".join(proc.lines)
+
+
+def test_twistd_says_when_it_cannot_start_a_worker():
+    # The user twistd drops to cannot run the interpreter: one line, and twistd stops.
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop privileges")
+    if not unprivileged_cannot_run_python():
+        pytest.skip(f"uid 65534 can run {sys.executable} here (the previous test covers that case)")
+    cmd = [*TWISTD, "-n", "--pidfile=", "-u", "65534", "-g", "65534", "wskit", "--port", "0", "--workers", "2"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=python_env(), cwd=str(ROOT))
+    output = result.stdout + result.stderr
+    lines = [line for line in output.splitlines() if "could not be started" in line]
+    assert len(lines) == 1 and "wskit: worker 1 could not be started" in lines[0], output
+    assert "Traceback" not in output and "wskit: serving" not in output

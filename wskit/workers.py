@@ -253,7 +253,8 @@ class Supervisor:
             self.metrics_dir = tempfile.mkdtemp(prefix="wskit-metrics-")
             metrics.enable(self.metrics_dir)
         for worker in self.workers:
-            self._spawn(worker)
+            if not self.stopping:  # a worker that could not be started stops the rest
+                self._spawn(worker)
         self._count_running()
         return self.serving
 
@@ -273,15 +274,21 @@ class Supervisor:
             env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
         argv = [sys.executable, "-m", "wskit", "_worker", "--worker", str(worker.number),
                 "--backend", self.backend]
+        worker.started_at = time.monotonic()
         try:
             process = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE if relay else None,
                 stderr=subprocess.STDOUT if relay else None, pass_fds=(self.sock.fileno(), status_write),
                 env=env,
             )
+        except OSError as exc:  # the interpreter cannot be run (by this user), say
+            os.close(status_read)
+            worker.exit_code = 1
+            self._lost(worker, f"worker {worker.number} could not be started ({exc})", started=False)
+            return
         finally:
             os.close(status_write)
-        worker.process, worker.ready, worker.started_at = process, False, time.monotonic()
+        worker.process, worker.ready = process, False
         assert process.stdin is not None
         # The worker reads this before anything else; the pipe stays open for its life.
         process.stdin.write(encode_spec(spec))
@@ -332,13 +339,16 @@ class Supervisor:
         if isinstance(recorder, metrics.PrometheusRecorder):
             recorder.mark_process_dead(process.pid)
         self._count_running()
+        self._lost(worker, f"worker {worker.number} (pid {process.pid}) {describe_exit(code)}")
+
+    def _lost(self, worker: _Worker, what: str, started: bool = True) -> None:
+        """A worker is gone (or could not be started): finish, give up, or restart it after a while."""
         if self.stopping:
             self._finish_if_done()
             return
-        how = describe_exit(code)
         if not self.announced:
             self.failed = True
-            message = f"worker {worker.number} (pid {process.pid}) {how} before it was listening"
+            message = f"{what} before it was listening" if started else what
             self.log.error("wskit: {message}", message=message)
             txaio.reject(self.serving, WorkerError(message))
             self.stop()
@@ -346,12 +356,9 @@ class Supervisor:
         ran = time.monotonic() - worker.started_at
         worker.quick_exits = 1 if ran >= self.backoff.stable_after else worker.quick_exits + 1
         delay = self.backoff.delay(worker.quick_exits)
-        self.log.warn(
-            "wskit: worker {worker} (pid {pid}) {how} after {ran:.1f} s; restarting it in {delay:.1f} s",
-            worker=worker.number, pid=process.pid, how=how, ran=ran, delay=delay,
-            wskit_event="worker-exit",
-        )
-        recorder.worker_restarted()
+        self.log.warn("wskit: {what} after {ran:.1f} s; restarting it in {delay:.1f} s",
+                      what=what, ran=ran, delay=delay, wskit_event="worker-exit")
+        metrics.recorder().worker_restarted()
         worker.restart_call = txaio.call_later(delay, self._restart, worker)
 
     def _restart(self, worker: _Worker) -> None:
@@ -575,9 +582,9 @@ def supervisor_service(settings: ServerSettings, app_factory: str | None = None,
                 log.info("{line}", line=announcement(settings, self.names, port, "twisted"))
 
         def _failed(self, fail: Any) -> None:
+            # The reason is logged; stop twistd (once its reactor runs, if it does not yet).
             r = self._reactor()
-            if r.running:
-                r.stop()
+            r.callLater(0, lambda: r.stop() if r.running else None)
 
         def stopService(self) -> Any:
             super().stopService()
