@@ -11,6 +11,7 @@ import asyncio
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 
@@ -217,3 +218,21 @@ def test_twistd_says_when_it_cannot_start_a_worker():
     lines = [line for line in output.splitlines() if "could not be started" in line]
     assert len(lines) == 1 and "wskit: worker 1 could not be started" in lines[0], output
     assert "Traceback" not in output and "wskit: serving" not in output
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_workers_serve_tls(backend, tmp_path):
+    from tlscert import make_self_signed
+
+    cert, key = make_self_signed(tmp_path)
+    proc, port = start_workers(backend, "--tls-cert", cert, "--tls-key", key)
+    with proc:
+        assert "at wss://127.0.0.1:" in proc.wait_for_log("wskit: serving")
+        context = ssl.create_default_context(cafile=cert)
+
+        async def echo():
+            async with connect(f"wss://127.0.0.1:{port}/ws", ssl=context, subprotocols=["wskit.echo"]) as ws:
+                await ws.send("secret")
+                return await ws.recv()
+
+        assert run(echo()) == "secret"
