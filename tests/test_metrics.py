@@ -232,3 +232,18 @@ def test_recorder_flushes_traffic_into_counters():
     assert samples[("wskit_handshakes_refused_total", (("status", "503"),))] == 1
     assert samples[("wskit_connections", (("subprotocol", ECHO),))] == 0
     assert traffic.incomingWebSocketMessages == 0  # moved, not copied: the next flush adds only what is new
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_metrics_port_in_use_is_one_line(workers):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "wskit", "serve", "--port", "0", "--workers", workers,
+                                 "--metrics-port", str(port)], capture_output=True, text=True, timeout=60,
+                                env=python_env(), cwd=str(ROOT))
+    lines = [line for line in result.stderr.splitlines() if line.startswith("wskit: ")]
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert lines == [f"wskit: cannot serve metrics on 127.0.0.1:{port}: address already in use "
+                     "(pick another --metrics-port, or stop what uses it)"], result.stderr

@@ -23,7 +23,8 @@ REQUEST_TIMEOUT = 10.0
 
 def _listen_error(exc: BaseException, settings: MetricsSettings) -> ListenError:
     where = types.SimpleNamespace(endpoint=None, host=settings.host, port=settings.port)
-    return ListenError(describe_listen_error(exc, where).replace("cannot listen on", "cannot serve metrics on", 1))
+    text = describe_listen_error(exc, where).replace("cannot listen on", "cannot serve metrics on", 1)
+    return ListenError(text.replace("--port", "--metrics-port").replace("--host", "--metrics-host"))
 
 
 def metrics_url(settings: MetricsSettings, port: int) -> str:
