@@ -247,3 +247,21 @@ def test_metrics_port_in_use_is_one_line(workers):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert lines == [f"wskit: cannot serve metrics on 127.0.0.1:{port}: address already in use "
                      "(pick another --metrics-port, or stop what uses it)"], result.stderr
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_max_connections_refusals_are_counted_as_503(backend):
+    proc, port = serve(backend, "--metrics-port", "0", "--ticker-interval", "0", "--max-connections", "1")
+    with proc:
+        url = f"ws://127.0.0.1:{port}/ws"
+
+        async def scenario():
+            async with connect(url, subprotocols=[ECHO]):
+                with pytest.raises(InvalidStatus) as refused:
+                    await connect(url, subprotocols=[ECHO])
+                assert refused.value.response.status_code == 503
+
+        run(scenario())
+        s = Scrape(metrics_url(proc))
+        assert s["wskit_handshakes_refused_total", {"status": "503"}] == 1
+        assert s["wskit_connections_opened_total"] == 1

@@ -101,8 +101,8 @@ async def _serve(settings: ServerSettings, backend: str, stopping: Any) -> int:
     if settings.metrics.enabled:
         from .metrics_http import listening_port, metrics_url
 
-        metrics_server = svc.metrics_port if backend == "twisted" else server._metrics_server
-        sys.stderr.write(f"wskit: metrics at {metrics_url(settings.metrics, listening_port(metrics_server))}\n")
+        metrics_port = listening_port(svc.metrics_port) if backend == "twisted" else server.metrics_port
+        sys.stderr.write(f"wskit: metrics at {metrics_url(settings.metrics, metrics_port)}\n")
     sys.stderr.write(f"wskit: serving {', '.join(names)} at {settings.replace(port=port).url} ({backend})\n")
     sys.stderr.flush()
     await stopping

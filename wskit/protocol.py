@@ -18,6 +18,7 @@ from autobahn.websocket.compress import PERMESSAGE_COMPRESSION_EXTENSION
 from autobahn.websocket.types import ConnectionDeny
 from txaio._common import _BatchedCall, _BatchedTimer  # the timer Autobahn's factories use
 
+from . import metrics
 from .compression import (
     DEFLATE,
     ClientCompression,
@@ -29,7 +30,6 @@ from .compression import (
     make_server_accept,
     tune_extension,
 )
-from . import metrics
 from .errors import HandshakeError
 from .logs import log_failure
 from .negotiation import NegotiationError
