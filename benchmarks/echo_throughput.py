@@ -26,6 +26,11 @@ each round.
 offering permessage-deflate: default settings (messages under 64 B go out
 uncompressed) and --compress-threshold 0 (everything compressed), on tiny
 (32 B) and 48 B messages.
+
+``--metrics`` instead measures what Prometheus metrics cost per message, on
+each backend: a server whose metrics hooks are removed (wskit as it was
+before them), the default server (hooks in place, metrics off) and
+``--metrics-port`` (metrics recorded), on small messages.
 """
 
 from __future__ import annotations
@@ -34,10 +39,12 @@ import argparse
 import asyncio
 import os
 import random
+import sys
 import time
 
 from _common import (
     Server,
+    ServerProcess,
     chat_message,
     json_document,
     machine_note,
@@ -65,6 +72,37 @@ THRESHOLD_SERVERS = (
     ("wskit twisted, threshold 64", "twisted", []),
     ("wskit twisted, threshold 0", "twisted", ["--compress-threshold", "0"]),
 )
+# The server protocol's metrics hooks (wskit.protocol.ServerProtocolMixin): removed, a server
+# runs as wskit did before it counted anything.
+METRICS_HOOKS = ("_onOpen", "_onClose", "_connectionLost", "sendPreparedMessage", "failHandshake")
+UNMETERED = (
+    "import sys; from wskit.protocol import ServerProtocolMixin as m\n"
+    f"for name in {METRICS_HOOKS!r}: delattr(m, name)\n"
+    "from wskit.cli import main; sys.exit(main(['serve', *sys.argv[1:]]))"
+)
+
+
+class UnmeteredServer(Server):
+    """``wskit serve`` without the metrics hooks."""
+
+    def start(self) -> Server:
+        args = ["--backend", self.kind, "--port", str(self.port), "--no-static", *self.args]
+        self.process = ServerProcess(args, cmd=[sys.executable, "-c", UNMETERED])
+        self.process.__enter__()
+        return self
+
+
+def metrics_servers() -> list[Server]:
+    servers: list[Server] = []
+    for backend in ("twisted", "asyncio"):
+        servers += [UnmeteredServer(f"{backend}: no hooks", backend),
+                    Server(f"{backend}: metrics off", backend),
+                    Server(f"{backend}: metrics on", backend, ["--metrics-port", "0"])]
+    return servers
+
+
+METRICS_COMPARISONS = tuple((f"{b}: {variant}", f"{b}: no hooks") for b in ("twisted", "asyncio")
+                            for variant in ("metrics off", "metrics on"))
 
 
 async def round_trips(ws, messages: list[str], count: int) -> None:
@@ -101,6 +139,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the round-trip counts")
     parser.add_argument("--connections", type=int, default=50, help="size of the concurrent batch")
     parser.add_argument("--threshold", action="store_true", help="wskit threshold 64 vs 0 on tiny messages")
+    parser.add_argument("--metrics", action="store_true", help="cost of the metrics hooks and of recording")
     args = parser.parse_args()
     raise_fd_limit(4 * args.connections + 100)
 
@@ -119,6 +158,9 @@ def main() -> None:
                       int(1500 * args.scale), 1) for size in (32, 48)]
         servers = [Server(label, kind, extra) for label, kind, extra in THRESHOLD_SERVERS]
         comparisons, modes = ((servers[1].label, servers[0].label),), (True,)
+    if args.metrics:
+        scenarios = scenarios[:1] + scenarios[2:]
+        servers, comparisons = metrics_servers(), METRICS_COMPARISONS
     rates: dict[tuple, list[float]] = {}
     cpus: dict[tuple, list[float]] = {}
     started = time.monotonic()

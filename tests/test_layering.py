@@ -22,7 +22,7 @@ APP = "app"
 GLUE = "glue"
 RANK = {CORE: 0, ADAPTER: 1, APP: 2, GLUE: 3}
 
-ADAPTERS = {"wskit.twisted", "wskit.asyncio", "wskit.runner"}
+ADAPTERS = {"wskit.twisted", "wskit.asyncio", "wskit.runner", "wskit.workers", "wskit.metrics_http"}
 GLUE_MODULES = {"wskit.cli", "wskit.options", "wskit.__main__", "twisted.plugins.wskit_plugin"}
 # The only application modules that may name a backend: the backend-specific halves of the client,
 # and the interactive client, a whole program run on the backend the user picks.

@@ -16,7 +16,7 @@ from .guard import ServerGuard
 from .hub import Hub, InProcessHub
 from .negotiation import SubprotocolRegistry
 from .origin import HostPolicy, OriginPolicy
-from .settings import ServerSettings
+from .settings import ServerSettings, SettingsError
 
 # What a WebSocketApp serves when given no registry: the shipped subprotocols.
 SHIPPED_APPLICATIONS = "wskit.protocols"
@@ -47,6 +47,12 @@ class WebSocketApp:
         hub: Hub | None = None,
     ):
         self.settings = (settings or ServerSettings()).validate()
+        if self.settings.workers != 1:
+            raise SettingsError(
+                f"workers={self.settings.workers}: worker processes are started by a supervisor "
+                "(wskit serve --workers, twistd wskit --workers, wskit.workers); a server in this "
+                "process is one worker"
+            )
         if self.settings.compression.enabled:
             check_codecs(self.settings.compression)
         if hub is None and self.settings.hub:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import socket
 import ssl
 from typing import Any
 
@@ -23,6 +24,7 @@ from autobahn.asyncio.websocket import (  # noqa: E402
     WebSocketServerProtocol as _ServerProtocol,
 )
 
+from . import metrics, metrics_http  # noqa: E402
 from .app import WebSocketApp  # noqa: E402
 from .protocol import (  # noqa: E402
     ABORT_GRACE_SECONDS,
@@ -114,10 +116,16 @@ def server_ssl_context(settings: ServerSettings) -> ssl.SSLContext | None:
 class WebSocketServer:
     """A running asyncio server: ``port``, ``app``, ``close()`` and ``wait_closed()``."""
 
-    def __init__(self, server: asyncio.base_events.Server, app: WebSocketApp):
+    def __init__(self, server: asyncio.base_events.Server, app: WebSocketApp, metrics_server: Any = None):
         self._server = server
         self.app = app
         self._closing: list[Any] = []  # is_gone futures of the connections close() is closing
+        self._metrics_server = metrics_server
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port of the ``/metrics`` endpoint (None without ``settings.metrics``)."""
+        return None if self._metrics_server is None else metrics_http.listening_port(self._metrics_server)
 
     @property
     def port(self) -> int:
@@ -130,6 +138,8 @@ class WebSocketServer:
     def close(self) -> None:
         """Stop listening and start closing every connection with 1001."""
         self._server.close()
+        if self._metrics_server is not None:
+            self._metrics_server.close()
         self.app.stop()
         self._closing = self.app.close_all()
 
@@ -159,8 +169,10 @@ class WebSocketServer:
 
 
 async def serve(settings: ServerSettings | None = None, app: WebSocketApp | None = None,
-                protocol: type | None = None) -> WebSocketServer:
-    """Listen on ``settings.host:settings.port``; returns once bound.
+                protocol: type | None = None, sock: socket.socket | None = None) -> WebSocketServer:
+    """Listen on ``settings.host:settings.port`` (or accept on ``sock``, a bound
+    and listening socket); returns once bound. With ``settings.metrics`` on it
+    records metrics and serves them too (``metrics_port``).
 
     Example::
 
@@ -172,16 +184,24 @@ async def serve(settings: ServerSettings | None = None, app: WebSocketApp | None
     if app.settings.endpoint:
         raise SettingsError("Twisted endpoint strings (--endpoint) need the twisted backend")
     check_tls_files(app.settings)
+    if app.settings.metrics.enabled:
+        metrics.enable()
     factory = ServerFactory(app, protocol=protocol)
     loop = asyncio.get_running_loop()
+    where = {"sock": sock} if sock is not None else {"host": app.settings.host, "port": app.settings.port}
     try:
-        server = await loop.create_server(
-            factory, app.settings.host, app.settings.port, ssl=server_ssl_context(app.settings)
-        )
+        server = await loop.create_server(factory, ssl=server_ssl_context(app.settings), **where)
     except (OSError, ssl.SSLError) as exc:
         raise ListenError(describe_listen_error(exc, app.settings)) from None
+    metrics_server = None
+    if app.settings.metrics.enabled:
+        try:
+            metrics_server = await metrics_http.serve_asyncio(app.settings.metrics)
+        except ListenError:
+            server.close()
+            raise
     app.start()
-    return WebSocketServer(server, app)
+    return WebSocketServer(server, app, metrics_server)
 
 
 def client_ssl_context(ca_file: str | None) -> ssl.SSLContext:

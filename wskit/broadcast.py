@@ -22,6 +22,7 @@ a recipient too far behind is dropped instead of sent to.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -55,6 +56,9 @@ class Broadcast:
         # Where the message sits in its topic's history, when it was stored in one.
         self.offset = offset
         self.epoch = epoch
+        # When it was published (time.time(), comparable across processes):
+        # hubs report publish -> deliver latency from it (wskit.metrics).
+        self.published_at = time.time()
         self.encodings = 0
         self._payloads: dict[tuple[Hashable, str], bytes] = {}
         self._prepared: dict[tuple[Hashable, str, bool], PreparedMessage] = {}

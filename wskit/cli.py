@@ -106,11 +106,28 @@ async def _serve(settings: ServerSettings, backend: str, stopping: Any) -> int:
             await shutdown()
             raise
 
+    if settings.metrics.enabled:
+        from .metrics_http import listening_port, metrics_url
+
+        metrics_port = listening_port(svc.metrics_port) if backend == "twisted" else server.metrics_port
+        sys.stderr.write(f"wskit: metrics at {metrics_url(settings.metrics, metrics_port)}\n")
     sys.stderr.write(f"wskit: serving {', '.join(names)} at {settings.url_for(port)} ({backend})\n")
     sys.stderr.flush()
     await stopping
     await shutdown()
     return 0
+
+
+async def _supervise(settings: ServerSettings, backend: str, stopping: Any) -> int:
+    """--workers N: a supervisor and N worker processes on one port (wskit.workers)."""
+    from .workers import supervise
+
+    def announce(line: str) -> None:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    start_logging(backend)
+    return await supervise(settings, backend, stopping, announce=announce)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -122,13 +139,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from .redis_hub import require_client
 
             require_client(args.backend)
-        WebSocketApp(settings)  # validates subprotocol names and compression codecs up front
+        if settings.metrics.enabled:
+            from .metrics import check_available
+
+            check_available()
+        # Validates subprotocol names and compression codecs up front.
+        WebSocketApp(settings.replace(workers=1))
     except (SettingsError, KeyError) as exc:
         fail(str(exc).strip('"'), EXIT_USAGE)
     try:
+        if settings.workers > 1:
+            return run(lambda stopping: _supervise(settings, args.backend, stopping), args.backend)
         return run(lambda stopping: _serve(settings, args.backend, stopping), args.backend, use_uvloop=True)
     except (ListenError, HubUnavailable) as exc:
         fail(str(exc))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .workers import worker_main
+
+    return worker_main()
 
 
 # -- connect -------------------------------------------------------------------
@@ -308,6 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     protocols = sub.add_parser("protocols", help="list the shipped subprotocols")
     protocols.set_defaults(func=cmd_protocols)
+
+    # Internal: one worker process of `serve --workers N`, started by the supervisor
+    # (wskit.workers), which hands it its settings and listening socket. The options
+    # only make the process list readable.
+    worker = sub.add_parser("_worker")
+    worker.add_argument("--worker", type=int)
+    worker.add_argument("--backend", choices=BACKENDS)
+    worker.set_defaults(func=cmd_worker)
     return parser
 
 

@@ -39,6 +39,7 @@ from typing import Any, Protocol, runtime_checkable
 import txaio
 
 from .broadcast import Broadcast
+from . import metrics
 from .logs import log_failure
 
 
@@ -333,6 +334,9 @@ class InProcessHub:
         if members is None:
             members = self.subscribers(topic)
         exclude = event.exclude
+        recorder = metrics.recorder()
+        if recorder.enabled:
+            recorder.hub_delivered(getattr(event, "published_at", None))
         delivered = 0
         for subscriber in members:
             if exclude is not None and getattr(subscriber, "hub_id", None) == exclude:

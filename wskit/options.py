@@ -16,6 +16,7 @@ from .settings import (
     CompressionSettings,
     LimitSettings,
     RateLimitSettings,
+    MetricsSettings,
     ServerSettings,
     SettingsError,
     TimeoutSettings,
@@ -144,11 +145,16 @@ SERVER_OPTIONS: tuple[Option, ...] = (
     Option("max-connections-per-ip", int, _L.max_connections_per_ip, "refuse handshakes with 503 while "
            "the client's IP address has this many connections open (0 = no limit)", metavar="N"),
     Option("max-message-rate", float, _R.max_message_rate, "messages per second a connection may send; "
-           "faster ones are throttled, then closed with 1008 (0 = no limit)", metavar="N"),
+           "faster ones are throttled to it by pausing reads (0 = no limit)", metavar="N"),
     Option("max-byte-rate", float, _R.max_byte_rate, "message bytes per second a connection may send "
            "(0 = no limit)", metavar="BYTES"),
     Option("rate-burst", float, _R.burst, "seconds of the rates a quiet connection may send at once",
            metavar="SECONDS"),
+    Option("workers", int, _DEFAULT.workers, "worker processes serving the one port (1 = serve in this "
+           "process)", metavar="N"),
+    Option("metrics-port", int, None, "serve Prometheus metrics at http://METRICS-HOST:PORT/metrics "
+           "(0 picks a free port; needs wskit[metrics])", metavar="PORT"),
+    Option("metrics-host", str, _DEFAULT.metrics.host, "interface of the metrics endpoint", metavar="HOST"),
 )
 
 
@@ -249,6 +255,8 @@ def server_settings(values: dict[str, Any]) -> ServerSettings:
             max_byte_rate=get("max_byte_rate"),
             burst=get("rate_burst"),
         ),
+        workers=get("workers"),
+        metrics=MetricsSettings(port=get("metrics_port"), host=get("metrics_host")),
     )
     return settings.validate()
 

@@ -18,6 +18,7 @@ from autobahn.websocket.compress import PERMESSAGE_COMPRESSION_EXTENSION
 from autobahn.websocket.types import ConnectionDeny
 from txaio._common import _BatchedCall, _BatchedTimer  # the timer Autobahn's factories use
 
+from . import metrics
 from .compression import (
     DEFLATE,
     ClientCompression,
@@ -204,6 +205,7 @@ class ConnectionMixin:
                 cap=cap,
                 wskit_event="slow-consumer",
             )
+            metrics.recorder().slow_consumer_dropped()
             self.abort()
             return False
         return True
@@ -324,6 +326,11 @@ class ServerProtocolMixin(ConnectionMixin):
     _deny_headers: tuple[tuple[str, str], ...] = ()
     # Fires once the transport is gone and on_close has run (the close line is logged).
     is_gone: Any = None
+    # Metrics (wskit.metrics): with metrics on, an open connection's trafficStats
+    # is its subprotocol's shared wskit.metrics.Traffic (Autobahn does the counting).
+    _recorder: Any = metrics.recorder()
+    _traffic: Any = None
+    _traffic_label: str | None = None
 
     def _connectionMade(self) -> None:
         self.is_gone = txaio.create_future()
@@ -331,6 +338,7 @@ class ServerProtocolMixin(ConnectionMixin):
         self._compression_settings = self.app.settings.compression
         self.compress_threshold = self._compression_settings.threshold
         self.max_buffered_bytes = self.app.settings.limits.max_buffered_bytes
+        self._recorder = metrics.recorder()
         super()._connectionMade()
         guard = getattr(self.app, "guard", None)
         if guard is not None:
@@ -383,6 +391,45 @@ class ServerProtocolMixin(ConnectionMixin):
             reason=reason,
             wskit_event="refused",
         )
+
+    # -- metrics: per connection, below anything a subclass overrides ------------
+
+    def _share_traffic(self, label: str) -> None:
+        own, shared = self.trafficStats, self._recorder.traffic(label)
+        shared.preopenIncomingOctetsWireLevel += own.preopenIncomingOctetsWireLevel
+        shared.preopenOutgoingOctetsWireLevel += own.preopenOutgoingOctetsWireLevel
+        self._traffic = self.trafficStats = shared
+
+    def _onOpen(self) -> None:
+        label = self._traffic_label = self.served_subprotocol or metrics.NO_SUBPROTOCOL
+        if self._recorder.enabled:
+            self._share_traffic(label)  # with the handshake's bytes
+        self._recorder.connection_opened(label)
+        super()._onOpen()
+
+    def _onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self._traffic_label is not None:
+            self._recorder.connection_closed(self._traffic_label, code)
+        super()._onClose(wasClean, code, reason)
+
+    def _connectionLost(self, reason) -> None:
+        super()._connectionLost(reason)
+        if self._traffic_label is None and self._recorder.enabled:
+            self._share_traffic(metrics.NO_SUBPROTOCOL)  # a refused or abandoned handshake
+
+    def sendPreparedMessage(self, preparedMsg: Any) -> None:
+        # Autobahn counts a prepared message it compresses for this connection
+        # (through sendMessage), but not one it sends as pre-framed bytes.
+        traffic = self._traffic
+        if (traffic is not None and self.state == self.STATE_OPEN
+                and (self._perMessageCompress is None or preparedMsg.doNotCompress)):
+            traffic.outgoingWebSocketMessages += 1
+            traffic.outgoingOctetsAppLevel += _unmasked_payload_length(preparedMsg.payloadHybi)
+        super().sendPreparedMessage(preparedMsg)
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
+        self._recorder.handshake_refused(code)
+        super().failHandshake(reason, code, responseHeaders)
 
     def onConnect(self, request):
         try:
@@ -554,6 +601,12 @@ class ServerProtocolMixin(ConnectionMixin):
         # A complete HTTP exchange: Autobahn drops the connection next, and would
         # log every page or asset fetch as an unclean drop (a warning) otherwise.
         self.wasClean = True
+
+
+def _unmasked_payload_length(frame: bytes) -> int:
+    """Payload length of one unmasked frame (a server's ``PreparedMessage.payloadHybi``)."""
+    length = frame[1] & 0x7F
+    return len(frame) - (2 if length < 126 else 4 if length == 126 else 10)
 
 
 def split_ws_url(url: str) -> tuple[str, int, bool]:

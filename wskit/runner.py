@@ -15,6 +15,13 @@ process gets SIGINT or SIGTERM, so a server can shut down gracefully::
 On Twisted ``main`` runs under ``ensureDeferred`` (it may await Deferreds)
 and the reactor stops when it returns. :func:`run` returns what ``main``
 returned and raises what it raised.
+
+A second SIGINT or SIGTERM ends the process the usual way. A worker process
+that a supervisor started (:mod:`wskit.workers`) runs with ``supervised=True``
+instead: SIGINT is ignored (a terminal's Ctrl-C reaches the whole process
+group; the supervisor forwards it as SIGTERM) and so is every SIGTERM after
+the first (systemd may send one beside the supervisor's; the supervisor kills
+a worker that does not finish in time).
 """
 
 from __future__ import annotations
@@ -28,19 +35,28 @@ from .settings import BACKENDS, SettingsError
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def run(main: Callable[[Any], Awaitable[Any]], backend: str = "asyncio", *, use_uvloop: bool = False) -> Any:
+def run(main: Callable[[Any], Awaitable[Any]], backend: str = "asyncio", *, use_uvloop: bool = False,
+        supervised: bool = False) -> Any:
     """Run ``main(stopping)`` on ``backend`` ("asyncio" or "twisted") and return its result.
 
     ``use_uvloop`` (asyncio): run on uvloop when it is installed.
+    ``supervised``: signal handling of a worker process (see above).
     """
     if backend == "asyncio":
-        return _run_asyncio(main, use_uvloop)
+        return _run_asyncio(main, use_uvloop, supervised)
     if backend == "twisted":
-        return _run_twisted(main)
+        return _run_twisted(main, supervised)
     raise SettingsError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
 
 
-def _run_asyncio(main: Callable[[Any], Awaitable[Any]], use_uvloop: bool) -> Any:
+def _stop_signals(supervised: bool) -> tuple[signal.Signals, ...]:
+    if supervised:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return (signal.SIGTERM,)
+    return SHUTDOWN_SIGNALS
+
+
+def _run_asyncio(main: Callable[[Any], Awaitable[Any]], use_uvloop: bool, supervised: bool) -> Any:
     import asyncio
 
     from . import asyncio as wasyncio
@@ -51,25 +67,27 @@ def _run_asyncio(main: Callable[[Any], Awaitable[Any]], use_uvloop: bool) -> Any
     async def wrapper() -> Any:
         loop = asyncio.get_running_loop()
         stopping = loop.create_future()
+        signals = _stop_signals(supervised)
 
         def stop() -> None:
             if not stopping.done():
                 stopping.set_result(None)
-            for sig in SHUTDOWN_SIGNALS:  # a second signal ends the process the usual way
-                loop.remove_signal_handler(sig)
+            if not supervised:
+                for sig in signals:  # a second signal ends the process the usual way
+                    loop.remove_signal_handler(sig)
 
-        for sig in SHUTDOWN_SIGNALS:
+        for sig in signals:
             loop.add_signal_handler(sig, stop)
         try:
             return await main(stopping)
         finally:
-            for sig in SHUTDOWN_SIGNALS:
+            for sig in signals:
                 loop.remove_signal_handler(sig)
 
     return asyncio.run(wrapper())
 
 
-def _run_twisted(main: Callable[[Any], Awaitable[Any]]) -> Any:
+def _run_twisted(main: Callable[[Any], Awaitable[Any]], supervised: bool) -> Any:
     from twisted.internet import defer, reactor
     from twisted.python.failure import Failure
 
@@ -84,8 +102,9 @@ def _run_twisted(main: Callable[[Any], Awaitable[Any]]) -> Any:
             stopping.callback(None)
 
     def on_signal(signum: int, frame: Any) -> None:
-        for sig, handler in previous.items():  # a second signal ends the process the usual way
-            signal.signal(sig, handler)
+        if not supervised:
+            for sig, handler in previous.items():  # a second signal ends the process the usual way
+                signal.signal(sig, handler)
         reactor.callFromThread(fire)
 
     def finished(result: Any) -> None:
@@ -94,7 +113,7 @@ def _run_twisted(main: Callable[[Any], Awaitable[Any]]) -> Any:
             reactor.stop()
 
     def start() -> None:
-        for sig in SHUTDOWN_SIGNALS:
+        for sig in _stop_signals(supervised):
             signal.signal(sig, on_signal)
         defer.ensureDeferred(main(stopping)).addBoth(finished)
 

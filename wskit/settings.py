@@ -308,6 +308,26 @@ class RateLimitSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus metrics at ``http://host:port/metrics`` (needs ``wskit[metrics]``).
+
+    ``port`` None (the default) serves no metrics; 0 picks a free port. With
+    worker processes the supervisor serves the sum over all workers.
+    """
+
+    port: int | None = None
+    host: str = "127.0.0.1"
+
+    @property
+    def enabled(self) -> bool:
+        return self.port is not None
+
+    def validate(self) -> None:
+        if self.port is not None and not 0 <= self.port <= 65535:
+            raise SettingsError(f"metrics port must be between 0 and 65535, not {self.port}")
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """Everything a wskit server needs to know.
 
@@ -340,6 +360,9 @@ class ServerSettings:
     # None: rooms and topics of this process only; "redis://host:port/db": shared with
     # every server on that Redis (wskit.redis_hub.RedisHub).
     hub: str | None = None
+    # Worker processes serving the one port (wskit.workers); 1 serves in this process.
+    workers: int = 1
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def scheme(self) -> str:
@@ -377,6 +400,10 @@ class ServerSettings:
             RedisAddress.parse(self.hub)
         if self.endpoint and self.tls.enabled:
             raise SettingsError("give TLS inside the endpoint string or with --tls-cert/--tls-key, not both")
+        if self.workers < 1:
+            raise SettingsError(f"workers must be >= 1, not {self.workers}")
+        if self.workers > 1 and self.endpoint:
+            raise SettingsError("worker processes share a TCP port: give --host/--port, not --endpoint")
         self.compression.validate()
         self.limits.validate()
         self.timeouts.validate()
@@ -390,6 +417,7 @@ class ServerSettings:
                 f"max_byte_rate x burst ({byte_bucket:g} bytes) must hold the largest message "
                 f"(max_message_size {self.limits.max_message_size}): raise --max-byte-rate or "
                 "--rate-burst, or lower --max-message-size")
+        self.metrics.validate()
         return self
 
 

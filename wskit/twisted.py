@@ -29,6 +29,7 @@ from twisted.python.failure import Failure  # noqa: E402
 from twisted.web import http, resource, server, static  # noqa: E402
 from zope.interface import implementer  # noqa: E402
 
+from . import metrics, metrics_http  # noqa: E402
 from .app import WebSocketApp  # noqa: E402
 from .auth import redact_query_token  # noqa: E402
 from .errors import ListenError, check_tls_files, describe_listen_error  # noqa: E402
@@ -455,6 +456,9 @@ class WebSocketService(service.Service):
     ``StreamServerEndpointService`` does, so ``twistd -u``/``-g`` can bind a
     port below 1024 as root and serve after dropping privileges. On stop it
     stops listening and closes open connections with 1001.
+
+    With ``settings.metrics`` on, it records metrics (:mod:`wskit.metrics`) and
+    serves them on ``metrics_port`` too.
     """
 
     def __init__(self, settings: ServerSettings | None = None, app: WebSocketApp | None = None,
@@ -464,6 +468,7 @@ class WebSocketService(service.Service):
         self.site = build_site(self.app, protocol=protocol, reactor=reactor)
         self.endpoint = endpoint
         self.port: Any = None
+        self.metrics_port: Any = None
         self._listening: defer.Deferred | None = None
         self._listen_result: Any = None
         self._waiting: list[defer.Deferred] = []
@@ -491,12 +496,30 @@ class WebSocketService(service.Service):
         if self._listening is not None:
             return
         try:
+            if self.settings.metrics.enabled:
+                metrics.enable()
             if self.endpoint is None:
                 self.endpoint = server_endpoint(self._get_reactor(), self.settings)
             self._listening = self.endpoint.listen(self.site)
         except Exception as exc:
             self._listening = defer.fail(exc)
+        self._listening.addCallback(self._serve_metrics)
         self._listening.addCallbacks(self._bound, self._failed)
+
+    def _serve_metrics(self, port: Any) -> Any:
+        if not self.settings.metrics.enabled:
+            return port
+
+        def serving(metrics_port: Any) -> Any:
+            self.metrics_port = metrics_port
+            return port
+
+        def failed(fail: Any) -> Any:
+            port.stopListening()
+            return fail
+
+        d = metrics_http.listen_twisted(self.settings.metrics, self._get_reactor())
+        return d.addCallbacks(serving, failed)
 
     def _bound(self, port: Any) -> Any:
         self.port = port
@@ -538,6 +561,8 @@ class WebSocketService(service.Service):
         """
         super().stopService()
         self.app.stop()
+        if self.metrics_port is not None:
+            self.metrics_port.stopListening()
         stopped = defer.maybeDeferred(self.port.stopListening) if self.port is not None else defer.succeed(None)
         gone = self.app.close_all()
         if not gone:

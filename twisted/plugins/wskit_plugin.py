@@ -49,6 +49,15 @@ class WskitServiceMaker:
         values = {key.replace("-", "_"): value for key, value in options.items()}
         try:
             settings = server_settings(values)
+            if settings.metrics.enabled:
+                from wskit.metrics import check_available
+
+                check_available()
+            if settings.workers > 1:
+                # This process supervises: it binds (in privilegedStartService) and starts the workers.
+                from wskit.workers import supervisor_service
+
+                return supervisor_service(settings)
             # Building the app reads key files (--auth-secret-file, --auth-public-key).
             return _twistd_service(settings)
         except SettingsError as exc:
@@ -90,6 +99,11 @@ def _announce(port, svc):
     # twistd prints "Site starting on PORT"; say which URL and subprotocols that is.
     from twisted.logger import Logger
 
+    if svc.metrics_port is not None:
+        from wskit.metrics_http import metrics_url
+
+        Logger(namespace="wskit").info("wskit: metrics at {url}",
+                                       url=metrics_url(svc.settings.metrics, svc.metrics_port.getHost().port))
     Logger(namespace="wskit").info(
         "wskit: serving {names} at {url} (twisted)",
         names=", ".join(svc.app.registry.names),
