@@ -373,3 +373,34 @@ def test_serve_without_redis_fails_with_one_line():
         assert out.stderr.strip().splitlines()[-1].startswith(
             f"wskit: cannot connect to Redis at 127.0.0.1:{port}/0: "), out.stderr
         assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("backend", ["twisted", "asyncio"])
+def test_two_workers_on_one_port_share_a_room_through_redis(redis, backend):
+    from worker_support import workers_that_opened
+
+    proc, port = serve(backend, "--workers", "2", "--hub", redis.url + OPTIONS, "--no-static",
+                       "--ticker-interval", "0")
+    with proc:
+        server = Server(backend, port, proc)
+
+        async def go():
+            room = new_room("w")
+            peers, nick = [], itertools.count()
+            # Concurrent handshakes keep one worker busy while the next arrives, so both get members.
+            for _ in range(12):
+                batch = await asyncio.gather(*(open_peer(server, ["wskit.chat.v2.json"]) for _ in range(4)))
+                for peer in batch:
+                    await joined(peer, room, f"n{next(nick)}")
+                peers += batch
+                if set(workers_that_opened(proc)) == {1, 2}:
+                    break
+            assert set(workers_that_opened(proc)) == {1, 2}, "all connections went to one worker"
+            await said(peers[0], room, "across workers")
+            for peer in peers:  # members on both workers hear it, through Redis
+                assert (await message(peer, "across workers"))["from"] == "n0"
+            for peer in peers:
+                await peer.close()
+
+        run(go(), timeout=90)
+        assert "Traceback" not in "\n".join(proc.lines)

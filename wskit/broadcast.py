@@ -48,7 +48,7 @@ class Broadcast:
     """
 
     def __init__(self, shapes: Mapping[Hashable, Any], exclude: str | None = None,
-                 offset: int | None = None, epoch: str | None = None):
+                 offset: int | None = None, epoch: str | None = None, published_at: float | None = None):
         self.shapes = shapes
         # The connection id (see wskit.hub.new_connection_id) of the one subscriber,
         # e.g. the sender of a presence change, that must not receive it.
@@ -58,7 +58,7 @@ class Broadcast:
         self.epoch = epoch
         # When it was published (time.time(), comparable across processes):
         # hubs report publish -> deliver latency from it (wskit.metrics).
-        self.published_at = time.time()
+        self.published_at = time.time() if published_at is None else published_at
         self.encodings = 0
         self._payloads: dict[tuple[Hashable, str], bytes] = {}
         self._prepared: dict[tuple[Hashable, str, bool], PreparedMessage] = {}

@@ -412,11 +412,6 @@ class ServerProtocolMixin(ConnectionMixin):
             self._recorder.connection_closed(self._traffic_label, code)
         super()._onClose(wasClean, code, reason)
 
-    def _connectionLost(self, reason) -> None:
-        super()._connectionLost(reason)
-        if self._traffic_label is None and self._recorder.enabled:
-            self._share_traffic(metrics.NO_SUBPROTOCOL)  # a refused or abandoned handshake
-
     def sendPreparedMessage(self, preparedMsg: Any) -> None:
         # Autobahn counts a prepared message it compresses for this connection
         # (through sendMessage), but not one it sends as pre-framed bytes.
@@ -538,6 +533,8 @@ class ServerProtocolMixin(ConnectionMixin):
             self._drop_fallback.cancel()
             self._drop_fallback = None
         super()._connectionLost(reason)
+        if self._traffic_label is None and self._recorder.enabled:
+            self._share_traffic(metrics.NO_SUBPROTOCOL)  # a refused or abandoned handshake
         if self._guard is not None:
             self._guard.detach()
         # Autobahn resolves is_closed when it drops the connection, a loop turn

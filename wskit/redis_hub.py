@@ -34,6 +34,7 @@ import hashlib
 import itertools
 import random
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import msgpack
 import txaio
 
+from . import metrics
 from .broadcast import Broadcast
 from .errors import HubUnavailable, SettingsError
 from .history import Recovery, new_epoch, recover
@@ -309,7 +311,7 @@ class RedisHub:
             self.local.publish(topic, shapes, exclude, offset=offset, epoch=epoch)
             return here
         message_id = self._message_id()
-        payload = b"p" + msgpack.packb([message_id, exclude, None, shapes], use_bin_type=True)
+        payload = b"p" + msgpack.packb([message_id, exclude, None, shapes, time.time()], use_bin_type=True)
         sent = self._link.command("PUBLISH", self._channel(topic), payload)
 
         def failed(fail: Any) -> None:
@@ -339,7 +341,7 @@ class RedisHub:
 
         A future of ``(offset, epoch)``; fails with :class:`HubUnavailable`.
         """
-        envelope = msgpack.packb([self._message_id(), exclude, stored, shapes], use_bin_type=True)
+        envelope = msgpack.packb([self._message_id(), exclude, stored, shapes, time.time()], use_bin_type=True)
         entry = msgpack.packb(shapes[stored], use_bin_type=True)
         meta, stream = self._room_keys(topic)[:2]
         done = self._script("append", [meta, stream],
@@ -484,7 +486,8 @@ class RedisHub:
             offset, epoch = int(head), epoch_raw.decode("ascii")
         else:
             body = data[1:]
-        message_id, exclude, stored, shapes = msgpack.unpackb(body, raw=False, strict_map_key=False)
+        # [message id, excluded connection, stored shape, shapes, publish time (time.time())]
+        message_id, exclude, stored, shapes, *rest = msgpack.unpackb(body, raw=False, strict_map_key=False)
         recent = self._recent
         if message_id in recent:  # a topic and a pattern of this process both matched
             return
@@ -493,7 +496,9 @@ class RedisHub:
             recent.popitem(last=False)
         if stored is not None and offset is not None:
             shapes[stored] = dict(shapes[stored], offset=offset, epoch=epoch)
-        self.local.fan_out(topic, Broadcast(shapes, exclude=exclude, offset=offset, epoch=epoch))
+        published_at = rest[0] if rest and isinstance(rest[0], float) else None
+        self.local.fan_out(topic, Broadcast(shapes, exclude=exclude, offset=offset, epoch=epoch,
+                                            published_at=published_at))
 
     # -- commands --------------------------------------------------------------------------
 
@@ -579,6 +584,7 @@ class RedisHub:
         if not was_lost:
             self.log.info("wskit hub: connected to Redis at {where}", where=self.address.where)
         else:
+            metrics.recorder().hub_reconnected()
             self.log.info("wskit hub: reconnected to Redis at {where} after {seconds:.1f} s; "
                           "{channels} topics, {patterns} patterns and {members} members restored",
                           where=self.address.where, seconds=now - self._lost_at,
