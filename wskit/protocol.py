@@ -44,6 +44,8 @@ TIMER_CHUNK_SIZE = 1000
 # How long a shutdown waits for closing handshakes beyond the close-handshake
 # timeout: Autobahn drops a silent peer when that timeout's bucket fires.
 CLOSE_GRACE_SECONDS = 2 * TIMER_BUCKET_SECONDS
+# Input buffered after this side failed the connection beyond which the peer is dropped.
+MAX_BYTES_AFTER_FAILURE = 64 * 1024
 # How long a shutdown waits, after aborting the connections that outlived its
 # deadline, for their transports to report the loss (one loop turn, normally).
 ABORT_GRACE_SECONDS = 1.0
@@ -74,6 +76,7 @@ class ConnectionMixin:
     _drain_waiters: list[Any] | None = None
     _reading_paused = False
     _parsing = False
+    _failed = False  # this side failed the connection (a protocol, UTF-8 or size violation)
     # The permessage-deflate negotiation's outcome (wskit.deflate.DeflateAgreement), once negotiated.
     _deflate_agreement = None
     # The transport has reported the connection lost.
@@ -234,6 +237,22 @@ class ConnectionMixin:
         if len(payload) < self.compress_threshold:
             doNotCompress = True
         super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
+
+    def _fail_connection(self, code: int = 1001, reason: str = "going away") -> None:
+        self._failed = True
+        super()._fail_connection(code, reason)
+
+    def _dataReceived(self, data: bytes) -> None:
+        super()._dataReceived(data)
+        # After a violation (1002/1007/1009) the connection waits for the peer's close frame, but a
+        # frame refused half-way (a message that inflated past the limit) leaves the rest of its
+        # bytes, and anything after them, unparsable: buffering it until the close timeout would
+        # let a peer grow our memory at line rate. A well-behaved peer sends a close frame.
+        if self._failed and len(self.data) > MAX_BYTES_AFTER_FAILURE and self.state != self.STATE_CLOSED:
+            self.log.info("wskit: dropping {peer}: {size} bytes received after the connection was failed",
+                          peer=self.peer, size=len(self.data), wskit_event="drop-after-failure")
+            self.data = b""
+            self.dropConnection(abort=True)
 
     def processData(self) -> bool:
         if self._reading_paused:
