@@ -407,6 +407,53 @@ def decompression_bomb(ctx: Context) -> Outcome:
 
 
 @scenario(
+    "input_after_inflate_failure",
+    input="a compressed message inflating past --max-message-size (1 MiB), then more frames as fast as "
+          "the server takes them, for {seconds} s",
+    expected="1009; what follows is discarded, RSS +<{rss_mib} MiB",
+    small=dict(seconds=3, rss_mib=16), full=dict(seconds=5, rss_mib=16),
+    fresh=True,
+)
+def input_after_inflate_failure(ctx: Context) -> Outcome:
+    p = ctx.p
+    sock, head = opened_with_head(ctx, headers={"Sec-WebSocket-Extensions": "permessage-deflate"})
+    if "permessage-deflate" not in (header_of(head, "Sec-WebSocket-Extensions") or ""):
+        sock.close()
+        return Outcome("permessage-deflate not negotiated", False)
+    sock.sendall(encode_frame(BINARY, deflate_stream([b"a" * (2 * MiB)]), rsv1=True))
+    more = encode_frame(BINARY, b"x" * (64 * KiB)) * 16
+    received, sent, how = b"", 0, "sending"
+    sock.setblocking(False)
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < p["seconds"]:
+            readable, writable, _ = _wait_io(sock, True, 0.05)
+            if readable:
+                try:
+                    received += sock.recv(65536) or b""
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    how = "reset by the server"
+                    break
+            if writable:
+                try:
+                    sent += sock.send(more)
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    how = "reset by the server"
+                    break
+    finally:
+        reset(sock)
+    code = close_code(received[2:4]) if len(received) >= 4 and received[0] & 0x0F == CLOSE else None
+    growth = ctx.rss_growth_kib()
+    seen = (f"{code or 'no close frame'}, then {sent / MiB:.0f} MiB sent in {time.monotonic() - start:.1f} s "
+            f"({how}), RSS +{growth / 1024:.1f} MiB")
+    return Outcome(seen, code == 1009 and growth <= p["rss_mib"] * 1024)
+
+
+@scenario(
     "invalid_utf8",
     input="text messages with invalid UTF-8: whole, at the end, in the 2nd fragment, in a first "
           "fragment never finished; a valid character split across fragments",
