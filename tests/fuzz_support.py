@@ -8,9 +8,6 @@ in CI fails the same way on every machine. Environment variables widen it:
   to N; e.g. 20000 for an overnight run).
 * ``WSKIT_FUZZ_RANDOM=1``: explore new inputs on every run instead of the
   fixed sequence (failures then print a ``@reproduce_failure`` blob).
-* ``WSKIT_FUZZ_OPEN_FINDINGS=1``: also generate the inputs of the known open
-  findings (docs/reliability.md, "Known open findings"), which the CI budget
-  leaves out until they are fixed; the properties then fail on them.
 """
 
 from __future__ import annotations
@@ -19,7 +16,6 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-OPEN_FINDINGS = os.environ.get("WSKIT_FUZZ_OPEN_FINDINGS") == "1"
 RANDOM = os.environ.get("WSKIT_FUZZ_RANDOM") == "1"
 
 

@@ -40,7 +40,8 @@ def _split_host_port(hostport: str, default_port: int | None) -> tuple[str, int 
         host, _, port = hostport.partition(":")
     else:
         host, port = hostport, ""
-    return host, int(port) if port.isdigit() else default_port
+    # isdecimal() alone would let through other scripts' digits ("²" passes isdigit, not int()).
+    return host, int(port) if port.isascii() and port.isdecimal() else default_port
 
 
 def is_loopback_host(host: str) -> bool:
@@ -79,10 +80,13 @@ class OriginPolicy:
             return True
         if origin == "null":
             return False
-        parts = urlsplit(origin)
+        try:
+            parts = urlsplit(origin)
+            origin_port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:  # a port out of range or not a number, an unclosed IPv6 bracket
+            return False
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return False
-        origin_port = parts.port or (443 if parts.scheme == "https" else 80)
         if self.allow_loopback and is_loopback_host(parts.hostname):
             return True
         if host_header:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from typing import Any, NamedTuple
 
@@ -134,9 +135,12 @@ class JSONSerializer(Serializer):
             if text.startswith("\ufeff"):  # RFC 8259 lets a parser ignore a byte order mark
                 text = text[1:]
         try:
-            obj = json.loads(text)
+            obj = json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_int,
+                             parse_float=_finite_float)
         except RecursionError:
             raise DecodeError(f"invalid JSON: nested deeper than {MAX_DEPTH} levels") from None
+        except DecodeError:
+            raise
         except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
             raise DecodeError(f"invalid JSON: {exc}") from None
         # Cheap looks at the text decide whether the decoded tree needs a walk.
@@ -145,6 +149,50 @@ class JSONSerializer(Serializer):
         if deep or surrogates:
             _check_tree(obj, "JSON", deep, surrogates)
         return obj
+
+
+# What both serializers carry: a decoded message must encode again with either (a reply, or
+# a broadcast to subscribers of the other serializer), so numbers JSON cannot write
+# (NaN, infinities) and integers msgpack cannot (outside -2**63 .. 2**64-1) are bad input.
+_MIN_INT, _MAX_INT = -(2**63), 2**64 - 1
+
+
+def _refuse_constant(name: str) -> Any:
+    raise DecodeError(f"invalid JSON: {name} is not a JSON number")
+
+
+def _bounded_int(text: str) -> int:
+    value = int(text)
+    if not _MIN_INT <= value <= _MAX_INT:
+        raise DecodeError(f"invalid JSON: integer {text[:24]}{'...' if len(text) > 24 else ''} "
+                          "is out of range (-2**63 to 2**64-1)")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise DecodeError(f"invalid JSON: number {text[:24]} is out of range")
+    return value
+
+
+def _check_msgpack_scalars(obj: Any) -> None:
+    """Raise :class:`DecodeError` for a float JSON cannot write or a map key JSON cannot carry."""
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        kind = type(value)
+        if kind is float:
+            if not math.isfinite(value):
+                raise DecodeError("invalid msgpack: NaN and infinities are not carried (JSON has none)")
+        elif kind is dict:
+            for key, item in value.items():
+                if type(key) is bytes or type(key) is float:
+                    raise DecodeError(f"invalid msgpack: a map key may not be {type(key).__name__} "
+                                      "(JSON subscribers could not receive it)")
+                stack.append(item)
+        elif kind is list:
+            stack.extend(value)
 
 
 def _msgpack_default(value: Any) -> Any:
@@ -178,6 +226,10 @@ class MsgpackSerializer(Serializer):
         if len(payload) > MAX_DEPTH and len(
                 bytes(payload).translate(None, _NOT_MSGPACK_CONTAINER_BYTES)) > MAX_DEPTH:
             _check_tree(obj, "msgpack", depth=True, surrogates=False)
+        # Cheap look first: a float (0xca/0xcb) or bin (0xc4-0xc6) marker byte anywhere.
+        raw = bytes(payload)
+        if any(marker in raw for marker in (b"\xca", b"\xcb", b"\xc4", b"\xc5", b"\xc6")):
+            _check_msgpack_scalars(obj)
         return obj
 
 
