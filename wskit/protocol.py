@@ -315,6 +315,12 @@ class ConnectionMixin:
         )
 
     def _log_close(self, was_clean: bool, code: int | None, reason: str | None) -> None:
+        if self._failed and self.localCloseCode is not None:
+            # This side failed the connection (1002/1007/1009): Autobahn reports an invalid
+            # close code the peer sent as 1000; log the code we closed with instead.
+            code, reason = self.localCloseCode, self.localCloseReason
+            if isinstance(reason, bytes):
+                reason = reason.decode("utf-8", "replace")
         self.log.info(
             "wskit: close peer={peer} subprotocol={subprotocol} extensions={extensions} "
             "code={code} clean={clean}",

@@ -535,6 +535,9 @@ def test_invalid_close_frames_are_answered_with_a_close_frame_then_a_clean_tcp_c
         # (a TCP reset where the peer should read 1002/1007).
         assert conn.closed_by_us and conn.lost, payload
         assert not conn.aborted, f"aborted after the invalid close frame {payload!r}"
+        # The close line says how the connection ended: with the code we answered, not 1000.
+        line = tier.log_lines("wskit: close ")[-1]
+        assert f"code={answer} " in line.text, (payload, line.text)
 
 
 def test_a_valid_close_code_is_echoed(tier):
