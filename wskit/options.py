@@ -89,6 +89,9 @@ SERVER_OPTIONS: tuple[Option, ...] = (
     Option("compress-mem-level", int, _C.mem_level, "zlib memLevel 1-9", metavar="N"),
     Option("compress-threshold", int, _C.threshold, "send messages shorter than this uncompressed",
            metavar="BYTES"),
+    Option("compress-hibernate-after", float, _C.hibernate_after, "free an idle connection's zlib "
+           "contexts after this many seconds, keeping only its last window of text (0 = never)",
+           metavar="SECONDS"),
     Option("server-max-window-bits", int, _C.server_max_window_bits, "window the server compresses "
            "with, 9-15", metavar="BITS"),
     Option("client-max-window-bits", int, _C.client_max_window_bits, "window the client is asked to "
@@ -209,6 +212,7 @@ def server_settings(values: dict[str, Any]) -> ServerSettings:
             mem_level=get("compress_mem_level"),
             level=get("compress_level"),
             threshold=get("compress_threshold"),
+            hibernate_after=get("compress_hibernate_after"),
             codecs=tuple(codecs),
         ),
         limits=LimitSettings(

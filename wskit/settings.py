@@ -38,6 +38,10 @@ class CompressionSettings:
     * ``mem_level``: zlib memLevel (1-9) for this endpoint's compressor.
     * ``level``: zlib compression level (0-9, or -1 for zlib's default).
     * ``threshold``: messages shorter than this many bytes go uncompressed.
+    * ``hibernate_after``: seconds a connection with context takeover may stay
+      idle before its zlib contexts are freed, keeping only the last window of
+      plaintext in each direction to rebuild them from on the next message
+      (0 = never; docs/performance.md has the measurements).
     * ``codecs``: extensions to offer/accept, in preference order.
       ``permessage-deflate`` always works; ``permessage-bzip2``,
       ``permessage-snappy`` and ``permessage-brotli`` work when Autobahn can
@@ -52,6 +56,7 @@ class CompressionSettings:
     mem_level: int = 5
     level: int = 6
     threshold: int = 64
+    hibernate_after: float = 5.0
     codecs: tuple[str, ...] = ("permessage-deflate",)
 
     def validate(self) -> None:
@@ -65,6 +70,8 @@ class CompressionSettings:
             raise SettingsError(f"level must be between -1 and 9, not {self.level}")
         if self.threshold < 0:
             raise SettingsError(f"threshold must be >= 0, not {self.threshold}")
+        if not self.hibernate_after >= 0:
+            raise SettingsError(f"hibernate_after must be >= 0 seconds, not {self.hibernate_after}")
         if not self.codecs:
             raise SettingsError("codecs must name at least one compression extension")
 
