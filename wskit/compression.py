@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from autobahn.exception import PayloadCorruptError, PayloadExceededError
 from autobahn.websocket.compress import (
     PERMESSAGE_COMPRESSION_EXTENSION,
     PerMessageDeflate,
@@ -109,23 +110,21 @@ class DeflateWindow:
 
     def append(self, data: bytes) -> None:
         n = len(data)
-        if not n:
-            return
         size = self.size
-        if n >= size or type(data) is not bytes:
-            # A long payload: only its tail matters. A mutable one: copy it now.
-            if n >= size:
-                self.parts.clear()
-                self.parts.append(bytes(data[n - size:]))
-                self.length = size
-                return
-            data = bytes(data)
-        parts = self.parts
-        parts.append(data)
-        length = self.length + n
-        while length - len(parts[0]) >= size:
-            length -= len(parts.popleft())
-        self.length = length
+        if 0 < n < size and type(data) is bytes:
+            parts = self.parts
+            parts.append(data)
+            length = self.length + n
+            while length - len(parts[0]) >= size:
+                length -= len(parts.popleft())
+            self.length = length
+        elif n >= size:
+            # A long payload: only its tail matters (copied, so the payload itself is not kept).
+            self.parts.clear()
+            self.parts.append(bytes(data[n - size:]))
+            self.length = size
+        elif n:
+            self.append(bytes(data))  # a mutable buffer: keep a copy of what it holds now
 
     def value(self) -> bytes:
         """The last ``size`` bytes (fewer if fewer went through), as one bytes object."""
@@ -327,7 +326,28 @@ class TunedPerMessageDeflate(PerMessageDeflate):
             self._mark_active()
 
     def decompress_message_data(self, data: bytes, max_output_len: int | None = None) -> bytes:
-        out = super().decompress_message_data(data, max_output_len)
+        # Autobahn's method (output bounded by max_message_size and the protocol's
+        # remaining budget), with the output added to the window: one frame less per call.
+        limit = max_output_len
+        if self.max_message_size is not None:
+            remaining = self.max_message_size - self._decompress_message_size
+            limit = remaining if limit is None or remaining < limit else limit
+        decompressor = self._decompressor
+        try:
+            if limit is None:
+                out = decompressor.decompress(data)
+            else:
+                # zlib takes a max_length of 0 as "unlimited": an exhausted budget allows
+                # 1 byte, so any output then exceeds it.
+                out = decompressor.decompress(data, limit if limit > 0 else 1)
+        except zlib.error as exc:
+            raise PayloadCorruptError(f"invalid permessage-deflate data: {exc}") from exc
+        self._decompress_message_size += len(out)
+        if limit is not None and (decompressor.unconsumed_tail or len(out) > limit):
+            raise PayloadExceededError(
+                "WebSocket message exceeds decompression limit "
+                f"(max_message_size={self.max_message_size}, max_output_len={max_output_len})"
+            )
         if self._received is not None:
             self._received.append(out)
         return out
