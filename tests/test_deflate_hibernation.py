@@ -368,3 +368,14 @@ def test_every_message_mode_hibernates_after_each_message(monkeypatch):
         assert receive(pmce, peer.compress(payload)) == payload
         assert pmce.hibernating
     assert pmce.wakeups == 18
+
+
+def test_many_tiny_payloads_are_joined_not_kept_one_by_one():
+    window = DeflateWindow(32768)
+    everything = b""
+    for i in range(5000):
+        chunk = bytes([i % 251]) * (1 + i % 3)
+        window.append(chunk)
+        everything += chunk
+        assert len(window.parts) <= DeflateWindow.MAX_PARTS
+    assert window.value() == everything[-32768:]

@@ -13,7 +13,6 @@ import ctypes.util
 import os
 import sys
 import zlib
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,21 +88,25 @@ class DeflateWindow:
     messages, so a compressor or decompressor primed with it as ``zdict``
     continues the stream exactly where the freed one stopped.
 
-    Kept cheaply: ``parts`` holds references to the payloads themselves (a
-    broadcast's payload is one shared object, so it costs nothing extra),
+    Kept cheaply: ``parts`` is a list of references to the payloads themselves
+    (a broadcast's payload is one shared object, so it costs nothing extra),
     oldest first, trimmed so that dropping the oldest would leave fewer than
     ``size`` bytes; a payload longer than ``size`` is kept as a copy of its
-    tail. :meth:`value` joins them only when asked (at hibernation).
+    tail, and past :attr:`MAX_PARTS` parts (many tiny messages) they are
+    joined into one. :meth:`value` joins them only when asked (at
+    hibernation). A plain list, not a deque: an idle connection keeps two of
+    these, and an empty deque alone is 760 bytes.
     Only payloads that went through the deflate stream belong here: a message
     sent or received uncompressed (RSV1 clear) never enters the peer's window.
     """
 
     __slots__ = ("size", "parts", "length")
+    MAX_PARTS = 64
 
     def __init__(self, size: int):
         self.size = size
-        self.parts: deque[bytes] = deque()
-        self.length = 0
+        self.parts: list[bytes] = []
+        self.length = 0  # bytes in parts (may exceed size by less than the oldest part)
 
     def __len__(self) -> int:
         return min(self.length, self.size)
@@ -116,12 +119,13 @@ class DeflateWindow:
             parts.append(data)
             length = self.length + n
             while length - len(parts[0]) >= size:
-                length -= len(parts.popleft())
+                length -= len(parts.pop(0))
             self.length = length
+            if len(parts) > self.MAX_PARTS:
+                self.compact()
         elif n >= size:
             # A long payload: only its tail matters (copied, so the payload itself is not kept).
-            self.parts.clear()
-            self.parts.append(bytes(data[n - size:]))
+            self.parts = [bytes(data[n - size:])]
             self.length = size
         elif n:
             self.append(bytes(data))  # a mutable buffer: keep a copy of what it holds now
@@ -139,12 +143,13 @@ class DeflateWindow:
     def compact(self) -> bytes:
         """Replace the parts by their joined value (what an idle connection keeps)."""
         data = self.value()
-        self.reset(data)
+        self.parts = [data] if data else []
+        self.length = len(data)
         return data
 
     def reset(self, data: bytes = b"") -> None:
         """Start over from ``data`` (the window of a compressor handed over, or nothing)."""
-        self.parts.clear()
+        self.parts = []
         self.length = 0
         self.append(data)
 
