@@ -15,7 +15,8 @@ from __future__ import annotations
 import zlib
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from fuzz_support import fuzz_settings
+from hypothesis import given, strategies as st
 
 from wskit.compression import (
     DeflateWindow,
@@ -153,7 +154,7 @@ STEP = st.tuples(
 )
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(120)
 @given(
     is_server=st.booleans(),
     server_bits=st.integers(8, 15),
@@ -247,7 +248,7 @@ def test_release_drops_everything():
 # -- the window ------------------------------------------------------------------------
 
 
-@settings(max_examples=200, deadline=None)
+@fuzz_settings(200)
 @given(size=st.sampled_from([256, 512, 4096]),
        chunks=st.lists(st.binary(min_size=0, max_size=1500), max_size=30))
 def test_the_window_is_the_tail_of_everything_appended(size, chunks):
