@@ -52,6 +52,27 @@ class _AsyncioConnection:
         transport = self.transport
         return transport.get_write_buffer_size() if transport is not None else 0
 
+    def data_received(self, data: bytes) -> None:
+        # Autobahn queues each read and parses it from a future's callback, a new
+        # future per read; asyncio never calls this re-entrantly, so parse it now.
+        if self.receive_queue:  # reads queued before (none are, but keep their order)
+            self.receive_queue.append(data)
+            if not self.waiter.done():
+                self.waiter.set_result(None)
+            return
+        if self.transport is None:
+            return
+        try:
+            self._dataReceived(data)
+        except Exception:
+            # What Autobahn's receive loop does, as Twisted does for dataReceived():
+            # log it and drop the connection.
+            self.log.error(
+                "dropping connection: unhandled error while processing received data:\n{tb}",
+                tb=txaio.failure_format_traceback(txaio.create_failure()),
+            )
+            self._closeConnection(abort=True)
+
     def _pause_transport_reading(self) -> None:
         self.transport.pause_reading()
 
