@@ -22,6 +22,7 @@ from autobahn.asyncio.websocket import (  # noqa: E402
     WebSocketClientProtocol as _ClientProtocol,
     WebSocketServerFactory as _ServerFactory,
     WebSocketServerProtocol as _ServerProtocol,
+    yields,
 )
 
 from . import metrics, metrics_http  # noqa: E402
@@ -51,6 +52,11 @@ class _AsyncioConnection:
     def buffered_amount(self) -> int:
         transport = self.transport
         return transport.get_write_buffer_size() if transport is not None else 0
+
+    def _message_result(self, result: Any) -> None:
+        # As Autobahn's _onMessage: a coroutine or future onMessage returned runs as a task.
+        if yields(result):
+            asyncio.ensure_future(result)
 
     def data_received(self, data: bytes) -> None:
         # Autobahn queues each read and parses it from a future's callback, a new

@@ -19,6 +19,9 @@ try:  # Autobahn's optional C extension (built when a compiler was at hand)
     from _nvx_xormasker import ffi as _ffi, lib as _lib
 except ImportError:  # pragma: no cover - depends on how Autobahn was installed
     _ffi = _lib = None
+else:
+    _masker_new, _masker_process, _masker_free = _lib.nvx_xormask_new, _lib.nvx_xormask_process, _lib.nvx_xormask_free
+    _from_buffer = _ffi.from_buffer
 
 # First header byte of a whole (FIN), uncompressed (RSV 0) frame.
 FIN_TEXT = 0x81
@@ -35,12 +38,10 @@ _pack_mask = struct.Struct("!I").pack
 
 
 def _unmask_nvx(payload, mask: bytes) -> bytes:
-    masker = _lib.nvx_xormask_new(mask)
-    try:
-        buf = bytearray(payload)
-        _lib.nvx_xormask_process(masker, _ffi.from_buffer(buf), len(buf))
-    finally:
-        _lib.nvx_xormask_free(masker)
+    buf = bytearray(payload)
+    masker = _masker_new(mask)
+    _masker_process(masker, _from_buffer(buf), len(buf))
+    _masker_free(masker)
     return bytes(buf)
 
 

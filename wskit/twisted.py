@@ -93,11 +93,6 @@ class _TwistedConnection:
         # Autobahn's, less its debug line (whose arguments are built on every read).
         self._dataReceived(data)
 
-    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
-        if self._writing_paused:
-            self._paused_bytes += len(data)
-        super().sendData(data, sync, chopsize)
-
     def _closeConnection(self, abort: bool = False) -> None:
         # A transport whose streaming producer is paused never finishes a
         # loseConnection (it waits for the producer): we produce nothing more.
