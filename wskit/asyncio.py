@@ -60,12 +60,8 @@ class _AsyncioConnection:
 
     def data_received(self, data: bytes) -> None:
         # Autobahn queues each read and parses it from a future's callback, a new
-        # future per read; asyncio never calls this re-entrantly, so parse it now.
-        if self.receive_queue:  # reads queued before (none are, but keep their order)
-            self.receive_queue.append(data)
-            if not self.waiter.done():
-                self.waiter.set_result(None)
-            return
+        # future per read; asyncio never calls this re-entrantly, so parse it now
+        # (Autobahn's queue then stays empty and its future unresolved).
         if self.transport is None:
             return
         try:
