@@ -349,7 +349,7 @@ class ServerProtocolMixin(ConnectionMixin):
     # The connection's admission and rate-limit state (wskit.guard.ConnectionGuard).
     _guard: Any = None
     _deny_headers: tuple[tuple[str, str], ...] = ()
-    # Fires once the transport is gone and on_close has run (the close line is logged).
+    # Fires (with None) once the transport is gone and on_close has run (the close line is logged).
     is_gone: Any = None
     # Metrics (wskit.metrics): with metrics on, an open connection's trafficStats
     # is its subprotocol's shared wskit.metrics.Traffic (Autobahn does the counting).
@@ -560,13 +560,30 @@ class ServerProtocolMixin(ConnectionMixin):
         super()._connectionLost(reason)
         if self._traffic_label is None and self._recorder.enabled:
             self._share_traffic(metrics.NO_SUBPROTOCOL)  # a refused or abandoned handshake
-        if self._guard is not None:
-            self._guard.detach()
+        # A closed connection is garbage in a reference cycle (Autobahn resolves
+        # is_closed with the protocol itself), freed only by the collector's next
+        # full pass, which counts objects, not bytes: hundreds of closed
+        # connections can wait for it. Free what is large now, and make no cycle
+        # of our own (the guard, is_gone).
+        self._release_compression()
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            guard.detach()
         # Autobahn resolves is_closed when it drops the connection, a loop turn
         # before the transport reports the loss and onClose logs the close line;
         # a shutdown that waited for is_closed stopped the loop in between.
         if self.is_gone is not None and not txaio.is_called(self.is_gone):
-            txaio.resolve(self.is_gone, self)
+            txaio.resolve(self.is_gone, None)
+
+    def _release_compression(self) -> None:
+        """Drop the permessage-deflate zlib contexts of a connection that is gone
+        (some 300 KiB at the default window and memory level). The extension
+        object stays, for describing the connection; Autobahn makes new contexts
+        if it is ever used again."""
+        pmce = self._perMessageCompress
+        if pmce is not None:
+            pmce._compressor = None
+            pmce._decompressor = None
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.handler is not None:
