@@ -8,6 +8,15 @@ starts. With none of these variables set it does nothing.
     (``mallinfo2``: bytes in use, free in the heap, mmapped), pymalloc's
     allocated blocks, the gc-tracked objects, the server's live connections,
     the zlib contexts they hold, and the timers pending on the event loop.
+``WSKIT_STRESS_GC=1``
+    with the probe: a full ``gc.collect()`` before each probe line.
+``WSKIT_STRESS_CYCLES=1``
+    with the probe: collect with ``gc.DEBUG_SAVEALL`` and report what keeps
+    closed connections in reference cycles (what refers to them in the garbage).
+``WSKIT_STRESS_REFERRERS=1``
+    with the probe: what refers to one closed connection still alive.
+``WSKIT_STRESS_RECV_SIZE=BYTES``
+    asyncio's socket transports read at most BYTES at a time (256 KiB by default).
 ``WSKIT_STRESS_TRIM=SECONDS``
     every SECONDS, glibc's ``malloc_trim(0)`` (give free heap pages back to the
     system), to tell memory the allocator keeps from memory still in use.
@@ -220,6 +229,11 @@ def _trim_loop(seconds: float, libc) -> None:
 
 
 def install() -> None:
+    recv = int(os.environ.get("WSKIT_STRESS_RECV_SIZE") or 0)
+    if recv > 0:  # asyncio's socket transports read up to 256 KiB at a time
+        import asyncio.selector_events
+
+        asyncio.selector_events._SelectorSocketTransport.max_size = recv
     probe = float(os.environ.get("WSKIT_STRESS_PROBE") or 0)
     trim = float(os.environ.get("WSKIT_STRESS_TRIM") or 0)
     libc = _libc() if (probe or trim) else None
