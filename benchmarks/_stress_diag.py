@@ -17,6 +17,9 @@ starts. With none of these variables set it does nothing.
     with the probe: what refers to one closed connection still alive.
 ``WSKIT_STRESS_RECV_SIZE=BYTES``
     asyncio's socket transports read at most BYTES at a time (256 KiB by default).
+``WSKIT_STRESS_KEEP_ZLIB=1``
+    a closed connection keeps its zlib contexts until it is collected (to
+    measure what freeing them at the close changes).
 ``WSKIT_STRESS_TRIM=SECONDS``
     every SECONDS, glibc's ``malloc_trim(0)`` (give free heap pages back to the
     system), to tell memory the allocator keeps from memory still in use.
@@ -229,6 +232,10 @@ def _trim_loop(seconds: float, libc) -> None:
 
 
 def install() -> None:
+    if os.environ.get("WSKIT_STRESS_KEEP_ZLIB"):  # as before closed connections freed them
+        from wskit.protocol import ConnectionMixin
+
+        ConnectionMixin._release_compression = lambda self: None
     recv = int(os.environ.get("WSKIT_STRESS_RECV_SIZE") or 0)
     if recv > 0:  # asyncio's socket transports read up to 256 KiB at a time
         import asyncio.selector_events

@@ -82,6 +82,16 @@ class ConnectionMixin:
     # The transport has reported the connection lost.
     _transport_gone = False
 
+    def _release_compression(self) -> None:
+        """Drop the permessage-deflate zlib contexts of a connection that is gone
+        (some 300 KiB at the default window and memory level). The extension
+        object stays, for describing the connection; Autobahn makes new contexts
+        if it is ever used again."""
+        pmce = getattr(self, "_perMessageCompress", None)
+        if pmce is not None:
+            pmce._compressor = None
+            pmce._decompressor = None
+
     # -- Connection API ------------------------------------------------
 
     @property
@@ -575,16 +585,6 @@ class ServerProtocolMixin(ConnectionMixin):
         if self.is_gone is not None and not txaio.is_called(self.is_gone):
             txaio.resolve(self.is_gone, None)
 
-    def _release_compression(self) -> None:
-        """Drop the permessage-deflate zlib contexts of a connection that is gone
-        (some 300 KiB at the default window and memory level). The extension
-        object stays, for describing the connection; Autobahn makes new contexts
-        if it is ever used again."""
-        pmce = self._perMessageCompress
-        if pmce is not None:
-            pmce._compressor = None
-            pmce._decompressor = None
-
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.handler is not None:
             self._log_close(wasClean, code, reason)
@@ -887,6 +887,10 @@ class ClientProtocolMixin(ConnectionMixin):
                 drop_timeout, self.onServerConnectionDropTimeout
             )
         return result
+
+    def _connectionLost(self, reason) -> None:
+        super()._connectionLost(reason)
+        self._release_compression()  # see ServerProtocolMixin._connectionLost
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if not txaio.is_called(self.is_open):
