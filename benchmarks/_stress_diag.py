@@ -8,8 +8,13 @@ starts. With none of these variables set it does nothing.
     (``mallinfo2``: bytes in use, free in the heap, mmapped), pymalloc's
     allocated blocks, the gc-tracked objects, the server's live connections,
     the zlib contexts they hold, and the timers pending on the event loop.
-``WSKIT_STRESS_GC=1``
-    with the probe: a full ``gc.collect()`` before each probe line.
+``WSKIT_STRESS_PROBE_LIGHT=1``
+    the probe without its census of objects (which allocates lists large
+    enough to move glibc's mmap threshold): RSS by kind of mapping, glibc's
+    heap and pymalloc's blocks only.
+``WSKIT_STRESS_GC=SECONDS``
+    every SECONDS, a full ``gc.collect()`` (no census: the probe's own large
+    lists move glibc's mmap threshold, so measure RSS without the probe).
 ``WSKIT_STRESS_CYCLES=1``
     with the probe: collect with ``gc.DEBUG_SAVEALL`` and report what keeps
     closed connections in reference cycles (what refers to them in the garbage).
@@ -207,6 +212,28 @@ def _cycles() -> str:
     return text
 
 
+def _smaps() -> str:
+    """Resident KiB by kind of mapping: the brk heap, anonymous mappings (pymalloc's
+    arenas, large mallocs, other threads' malloc arenas), files."""
+    heap = anon = files = 0
+    kind = None
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split(None, 6)
+            if len(head) >= 5 and "-" in head[0] and ":" not in head[0]:
+                name = head[5].strip() if len(head) > 5 else ""
+                kind = "heap" if name == "[heap]" else ("anon" if not name or name.startswith("[anon") else "file")
+            elif line.startswith("Rss:"):
+                kib = int(line.split()[1])
+                if kind == "heap":
+                    heap += kib
+                elif kind == "anon":
+                    anon += kib
+                else:
+                    files += kib
+    return f"rss_heap={heap}K rss_anon={anon}K rss_files={files}K"
+
+
 def _probe_loop(seconds: float, libc) -> None:
     start = time.monotonic()
     while True:
@@ -214,13 +241,19 @@ def _probe_loop(seconds: float, libc) -> None:
         try:
             if os.environ.get("WSKIT_STRESS_CYCLES"):
                 print("stress-probe: cycles " + _cycles(), file=sys.stderr, flush=True)
-            collected = gc.collect() if os.environ.get("WSKIT_STRESS_GC") else None
-            line = (f"stress-probe: collected={collected} t={time.monotonic() - start:.0f} rss={_rss_kib()}K {_mallinfo(libc)} "
-                    f"pyblocks={sys.getallocatedblocks()} gc_objects={len(gc.get_objects())} "
-                    f"{_connections()} {_pending_timers()}")
+            line = (f"stress-probe: t={time.monotonic() - start:.0f} rss={_rss_kib()}K {_smaps()} {_mallinfo(libc)} "
+                    f"pyblocks={sys.getallocatedblocks()} gc_count={gc.get_count()}")
+            if not os.environ.get("WSKIT_STRESS_PROBE_LIGHT"):  # the census allocates large lists
+                line += f" gc_objects={len(gc.get_objects())} {_connections()} {_pending_timers()}"
         except Exception as exc:  # a diagnostic must not take the server down
             line = f"stress-probe: failed: {exc!r}"
         print(line, file=sys.stderr, flush=True)
+
+
+def _collect_loop(seconds: float) -> None:
+    while True:
+        time.sleep(seconds)
+        gc.collect()
 
 
 def _trim_loop(seconds: float, libc) -> None:
@@ -246,5 +279,8 @@ def install() -> None:
     libc = _libc() if (probe or trim) else None
     if probe > 0:
         threading.Thread(target=_probe_loop, args=(probe, libc), daemon=True, name="stress-probe").start()
+    collect = float(os.environ.get("WSKIT_STRESS_GC") or 0)
+    if collect > 0:
+        threading.Thread(target=_collect_loop, args=(collect,), daemon=True, name="stress-gc").start()
     if trim > 0 and libc is not None and hasattr(libc, "malloc_trim"):
         threading.Thread(target=_trim_loop, args=(trim, libc), daemon=True, name="stress-trim").start()

@@ -92,6 +92,15 @@ class ConnectionMixin:
             pmce._compressor = None
             pmce._decompressor = None
 
+    def _forget_closed(self) -> None:
+        """Autobahn resolves ``is_closed`` with the protocol itself: a reference
+        cycle that keeps a closed connection, and all it refers to, until the
+        collector's next full pass (which counts objects, not bytes). Whoever took
+        the future keeps it; the connection keeps a fired one of its own (None)."""
+        closed = getattr(self, "is_closed", None)
+        if closed is not None and txaio.is_called(closed):
+            self.is_closed = txaio.create_future(result=None)
+
     # -- Connection API ------------------------------------------------
 
     @property
@@ -584,6 +593,7 @@ class ServerProtocolMixin(ConnectionMixin):
         # a shutdown that waited for is_closed stopped the loop in between.
         if self.is_gone is not None and not txaio.is_called(self.is_gone):
             txaio.resolve(self.is_gone, None)
+        self._forget_closed()
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.handler is not None:
@@ -891,6 +901,7 @@ class ClientProtocolMixin(ConnectionMixin):
     def _connectionLost(self, reason) -> None:
         super()._connectionLost(reason)
         self._release_compression()  # see ServerProtocolMixin._connectionLost
+        self._forget_closed()
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if not txaio.is_called(self.is_open):
