@@ -9,7 +9,7 @@ stress suite's soak on asyncio (docs/reliability.md, finding 6): glibc's heap
 grew by about 1 MiB a minute with the threshold moving, and stayed flat with
 it fixed at 128 KiB (``MALLOC_MMAP_THRESHOLD_=131072``), as with jemalloc.
 
-``wskit serve`` (and each worker) fixes the threshold at start unless the
+``wskit serve`` (and each worker), like ``twistd wskit``, fixes the threshold at start unless the
 environment sets ``MALLOC_MMAP_THRESHOLD_`` itself. Applications that embed
 wskit decide for their own process: call :func:`fix_mmap_threshold`.
 """
