@@ -579,11 +579,11 @@ class ServerProtocolMixin(ConnectionMixin):
         super()._connectionLost(reason)
         if self._traffic_label is None and self._recorder.enabled:
             self._share_traffic(metrics.NO_SUBPROTOCOL)  # a refused or abandoned handshake
-        # A closed connection is garbage in a reference cycle (Autobahn resolves
-        # is_closed with the protocol itself), freed only by the collector's next
-        # full pass, which counts objects, not bytes: hundreds of closed
-        # connections can wait for it. Free what is large now, and make no cycle
-        # of our own (the guard, is_gone).
+        # A closed connection left in a reference cycle waits for the collector's
+        # next full pass, which counts objects, not bytes: hundreds of closed
+        # connections, with their zlib contexts, waited in the stress soak. Free
+        # what is large now and leave no cycle: the guard, is_gone (fires with
+        # None), is_closed (_forget_closed).
         self._release_compression()
         guard, self._guard = self._guard, None
         if guard is not None:
