@@ -987,14 +987,15 @@ def slope_kib_per_min(series: list[tuple[float, int]]) -> float:
 
 @scenario(
     "soak",
-    input="chat for {label}: {clients} clients (v1/v2, json/msgpack, half with deflate) in {rooms} "
+    input="chat for {label}: {clients} clients (v1/v2, json/msgpack, {deflate} with deflate) in {rooms} "
           "rooms, one message each per {interval} s, each reconnecting every {session} s",
     expected="no error replies or unexpected closes; RSS flat over the last half ({flat})",
     # 10 s of a small run is too short for a slope (the allocator is still settling): it
     # only catches a gross leak. The full run's 5 minutes give the slope meaning.
-    small=dict(seconds=20, label="20 s", clients=12, rooms=3, interval=0.1, session=5,
+    # deflate: which clients offer permessage-deflate ("half", "none" or "all").
+    small=dict(seconds=20, label="20 s", clients=12, rooms=3, interval=0.1, session=5, deflate="half",
                growth_limit_mib=4, slope_limit=None, flat="grows < 4 MiB"),
-    full=dict(seconds=600, label="10 min", clients=48, rooms=6, interval=0.2, session=30,
+    full=dict(seconds=600, label="10 min", clients=48, rooms=6, interval=0.2, session=30, deflate="half",
               growth_limit_mib=4, slope_limit=256, flat="slope < 256 KiB/min, grows < 4 MiB"),
     timeout=lambda p: p["seconds"] + 90,
     fresh=True,
@@ -1014,7 +1015,8 @@ def soak(ctx: Context) -> Outcome:
     async def session(i: int, generation: int, until: float) -> None:
         sub, encode, decode = kinds[i % len(kinds)]
         room = f"soak-{i % p['rooms']}"
-        async with connect(url, subprotocols=[sub], compression="deflate" if i % 2 else None) as ws:
+        deflate = {"half": i % 2 == 1, "none": False, "all": True}[p["deflate"]]
+        async with connect(url, subprotocols=[sub], compression="deflate" if deflate else None) as ws:
             await ws.send(encode({"type": "join", "room": room, "nick": f"c{i}-{generation}"}))
 
             async def drain() -> None:

@@ -32,6 +32,8 @@ _WRAPPER = (
     "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
     "if want > soft:\n"
     "    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, want), hard))\n"
+    "import _stress_diag\n"
+    "_stress_diag.install()\n"
     "from wskit.cli import main\n"
     "sys.exit(main(sys.argv[2:]))\n"
 )
@@ -139,6 +141,9 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # The wrapper imports _stress_diag (diagnostics asked for through the environment).
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent),
+                                                          env.get("PYTHONPATH", "")]))
         self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      env=env, cwd=str(ROOT))
         threading.Thread(target=self._pump, daemon=True).start()

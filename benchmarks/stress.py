@@ -2,6 +2,7 @@
 
     python benchmarks/stress.py [--backend twisted|asyncio|both] [--size small|full]
                                 [--only NAME ...] [--skip NAME ...] [--list] [--json FILE]
+                                [--set SCENARIO.KEY=VALUE ...] [--trace FILE]
 
 For each backend, each scenario (benchmarks/_stress_scenarios.py) runs against
 a ``wskit serve --port 0`` subprocess (scenarios that ask for the same server
@@ -14,6 +15,10 @@ it. The exit status is 1 when any row failed.
 
 ``--size small`` (the default) is what CI runs in a few minutes; ``--size full``
 is the documented run (docs/reliability.md), with a 10-minute soak.
+``--set soak.seconds=240`` changes one parameter of a scenario for this run
+(``--list`` shows them); ``--trace FILE`` writes each row's RSS, one sample a
+second, and the server's ``stress-probe:`` lines (benchmarks/_stress_diag.py)
+as JSON lines.
 """
 
 from __future__ import annotations
@@ -83,7 +88,33 @@ def run_with_deadline(scenario: Scenario, ctx: Context, seconds: float) -> Outco
     return box["outcome"]  # type: ignore[return-value]
 
 
-def run_backend(backend: str, size: str, scenarios: list[Scenario], out=sys.stdout) -> list[Row]:
+def parse_override(text: str) -> tuple[str, str, object]:
+    """``SCENARIO.KEY=VALUE`` -> (scenario, key, value); the value as JSON when it parses, else text."""
+    target, sep, raw = text.partition("=")
+    name, dot, key = target.partition(".")
+    if not (sep and dot and name and key):
+        raise ValueError(f"expected SCENARIO.KEY=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return name, key, value
+
+
+def write_trace(path: str, backend: str, name: str, ctx: Context, sampler: RSSSampler, until: float) -> None:
+    series, last = [], None
+    for t, kib in sampler.series(ctx.started, until):
+        if last is None or t - last >= 1.0:
+            series.append((round(t - ctx.started, 1), kib))
+            last = t
+    probes = [line.strip() for line in ctx.logs() if "stress-probe:" in line]
+    with open(path, "a") as f:
+        f.write(json.dumps({"backend": backend, "scenario": name, "params": ctx.p,
+                            "rss_kib": series, "probes": probes}) + "\n")
+
+
+def run_backend(backend: str, size: str, scenarios: list[Scenario], out=sys.stdout,
+                trace: str | None = None) -> list[Row]:
     rows: list[Row] = []
     server: ServerProcess | None = None
     sampler: RSSSampler | None = None
@@ -121,6 +152,8 @@ def run_backend(backend: str, size: str, scenarios: list[Scenario], out=sys.stdo
             ctx.started = time.monotonic()
             outcome = run_with_deadline(sc, ctx, sc.timeout(p))
             peak = sampler.peak_since(ctx.started)
+            if trace:
+                write_trace(trace, backend, sc.name, ctx, sampler, time.monotonic())
             if sc.stops_server:
                 row.serving = "n/a (stopped)"
                 serving_ok = True
@@ -170,12 +203,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", nargs="+", metavar="NAME", default=[], help="leave these scenarios out")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    parser.add_argument("--set", action="append", default=[], metavar="SCENARIO.KEY=VALUE", dest="overrides",
+                        help="change one parameter of a scenario for this run (e.g. soak.seconds=240)")
+    parser.add_argument("--trace", metavar="FILE",
+                        help="append each row's RSS (1 sample/s) and the server's probe lines as JSON lines")
     args = parser.parse_args(argv)
 
     names = [sc.name for sc in SCENARIOS]
     for name in (args.only or []) + args.skip:
         if name not in names:
             parser.error(f"no scenario {name!r} (known: {', '.join(names)})")
+    for text in args.overrides:
+        try:
+            name, key, value = parse_override(text)
+        except ValueError as exc:
+            parser.error(str(exc))
+        found = next((sc for sc in SCENARIOS if sc.name == name), None)
+        if found is None or key not in found.sizes[args.size]:
+            parser.error(f"no parameter {key!r} in scenario {name!r}")
+        found.sizes[args.size][key] = value
+        if key == "seconds" and "label" in found.sizes[args.size]:
+            found.sizes[args.size]["label"] = f"{value} s"
     if args.list:
         for sc in SCENARIOS:
             given, expected = sc.describe(args.size)
@@ -189,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, list[dict]] = {}
     for backend in backends:
         begun = time.monotonic()
-        rows = run_backend(backend, args.size, chosen)
+        rows = run_backend(backend, args.size, chosen, trace=args.trace)
         took = time.monotonic() - begun
         print(f"\n### {backend} ({args.size}, {machine_note()}, {took:.0f} s)\n")
         print(markdown_table([r.cells() for r in rows]))

@@ -81,6 +81,19 @@ class _AsyncioConnection:
     def _resume_transport_reading(self) -> None:
         self.transport.resume_reading()
 
+    def _consume(self) -> None:
+        # Autobahn's receive loop waits on a future whose callback refers back to
+        # the protocol: a reference cycle. Once the connection is gone there is
+        # nothing more to receive; do not wait again.
+        if self._transport_gone:
+            self.waiter = None
+            return
+        super()._consume()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.waiter = None
+
 
 class _LoopTimers:
     """Connection timers on the factory's own loop (shared by both sides' factories)."""

@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import Any, NoReturn
 
+from .allocator import fix_mmap_threshold
 from .app import WebSocketApp
 from .errors import HandshakeError, HubUnavailable, ListenError
 from .options import add_server_arguments, server_settings
@@ -147,6 +148,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         WebSocketApp(settings.replace(workers=1))
     except (SettingsError, KeyError) as exc:
         fail(str(exc).strip('"'), EXIT_USAGE)
+    fix_mmap_threshold()  # a long-running server: see wskit/allocator.py
     try:
         if settings.workers > 1:
             return run(lambda stopping: _supervise(settings, args.backend, stopping), args.backend)
@@ -158,6 +160,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from .workers import worker_main
 
+    fix_mmap_threshold()  # each worker is a long-running server: see wskit/allocator.py
     return worker_main()
 
 

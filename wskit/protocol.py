@@ -85,6 +85,30 @@ class ConnectionMixin:
     # The transport has reported the connection lost.
     _transport_gone = False
 
+    def _release_compression(self) -> None:
+        """Drop the permessage-deflate zlib contexts of a connection that is gone
+        (some 300 KiB at the default window and memory level). The extension
+        object stays, for describing the connection; Autobahn makes new contexts
+        if it is ever used again."""
+        pmce = getattr(self, "_perMessageCompress", None)
+        if pmce is None:
+            return
+        release = getattr(pmce, "release", None)
+        if release is not None:
+            release()  # wskit's extension: its windows and idle check too
+        else:
+            pmce._compressor = None
+            pmce._decompressor = None
+
+    def _forget_closed(self) -> None:
+        """Autobahn resolves ``is_closed`` with the protocol itself: a reference
+        cycle that keeps a closed connection, and all it refers to, until the
+        collector's next full pass (which counts objects, not bytes). Whoever took
+        the future keeps it; the connection keeps a fired one of its own (None)."""
+        closed = getattr(self, "is_closed", None)
+        if closed is not None and txaio.is_called(closed):
+            self.is_closed = txaio.create_future(result=None)
+
     # -- Connection API ------------------------------------------------
 
     @property
@@ -433,9 +457,7 @@ class ConnectionMixin:
     def _connectionLost(self, reason) -> None:
         self._transport_gone = True
         super()._connectionLost(reason)
-        release = getattr(getattr(self, "_perMessageCompress", None), "release", None)
-        if release is not None:
-            release()  # its zlib contexts and idle check, now rather than at collection
+        self._release_compression()  # now rather than at collection (see ServerProtocolMixin._connectionLost)
         self._wake_drain_waiters(False)
 
     def _onOpen(self) -> None:
@@ -520,7 +542,7 @@ class ServerProtocolMixin(ConnectionMixin):
     # The connection's admission and rate-limit state (wskit.guard.ConnectionGuard).
     _guard: Any = None
     _deny_headers: tuple[tuple[str, str], ...] = ()
-    # Fires once the transport is gone and on_close has run (the close line is logged).
+    # Fires (with None) once the transport is gone and on_close has run (the close line is logged).
     is_gone: Any = None
     # Metrics (wskit.metrics): with metrics on, an open connection's trafficStats
     # is its subprotocol's shared wskit.metrics.Traffic (Autobahn does the counting).
@@ -743,13 +765,20 @@ class ServerProtocolMixin(ConnectionMixin):
         super()._connectionLost(reason)
         if self._traffic_label is None and self._recorder.enabled:
             self._share_traffic(metrics.NO_SUBPROTOCOL)  # a refused or abandoned handshake
-        if self._guard is not None:
-            self._guard.detach()
+        # A closed connection left in a reference cycle waits for the collector's
+        # next full pass, which counts objects, not bytes: hundreds of closed
+        # connections, with their zlib contexts, waited in the stress soak. Free
+        # what is large now (the zlib contexts, in ConnectionMixin) and leave no
+        # cycle: the guard, is_gone (fires with None), is_closed (_forget_closed).
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            guard.detach()
         # Autobahn resolves is_closed when it drops the connection, a loop turn
         # before the transport reports the loss and onClose logs the close line;
         # a shutdown that waited for is_closed stopped the loop in between.
         if self.is_gone is not None and not txaio.is_called(self.is_gone):
-            txaio.resolve(self.is_gone, self)
+            txaio.resolve(self.is_gone, None)
+        self._forget_closed()
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.handler is not None:
@@ -1095,6 +1124,10 @@ class ClientProtocolMixin(ConnectionMixin):
                 drop_timeout, self.onServerConnectionDropTimeout
             )
         return result
+
+    def _connectionLost(self, reason) -> None:
+        super()._connectionLost(reason)
+        self._forget_closed()  # see ServerProtocolMixin._connectionLost
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if not txaio.is_called(self.is_open):

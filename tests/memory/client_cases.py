@@ -263,6 +263,14 @@ def test_client_deflate_negotiated_compresses_and_inflates(tier):
     conn.send(f.frame(f.TEXT, f.deflate_message(b"from the server " * 8), rsv=4, mask=None))
     assert proto.handler.events[-1] == ("message", b"from the server " * 8, False)
 
+    # Once the connection is gone, its zlib contexts are freed (it may wait for the
+    # collector in a reference cycle).
+    pmce = proto._perMessageCompress
+    assert pmce._compressor is not None and pmce._decompressor is not None
+    conn.peer_disconnects()
+    assert pmce._compressor is None and pmce._decompressor is None
+    assert proto.extensions == ["permessage-deflate"]
+
 
 def test_client_deflate_idle_connection_hibernates_and_resumes_its_streams(tier):
     import zlib

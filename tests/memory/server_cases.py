@@ -934,6 +934,27 @@ def test_deflate_negotiated_and_compressed_echo(tier):
     assert small.rsv == 0 and small.payload == b"tiny"
 
 
+def test_closed_connection_frees_its_zlib_contexts(tier):
+    # A closed connection waits in a reference cycle for the collector's next full
+    # pass (Autobahn resolves is_closed with the protocol); its zlib contexts must not.
+    conn = tier.connect(tier.server(memory_settings(compression=CompressionSettings())))
+    conn.open(extensions="permessage-deflate")
+    message = "compress me " * 20
+    conn.send(f.compressed_text(message))
+    (echo,) = conn.frames()
+    assert echo.rsv == 4
+    pmce = conn.proto._perMessageCompress
+    assert pmce._compressor is not None and pmce._decompressor is not None
+    conn.send(f.close(1000))
+    tier.settle()
+    assert conn.lost
+    assert pmce._compressor is None and pmce._decompressor is None
+    assert conn.proto.extensions == ["permessage-deflate"]  # still described
+    assert conn.proto._guard is None
+    assert tier.is_done(conn.proto.is_gone)
+    assert len(tier.log_lines("wskit: close ")) == 1
+
+
 def test_compressed_frame_without_deflate_negotiated_closes_with_1002(tier):
     _factory, conn = open_echo(tier)
     conn.send(f.compressed_text("hello " * 20))

@@ -43,8 +43,11 @@ class WskitServiceMaker:
     options = Options
 
     def makeService(self, options):
+        from wskit.allocator import fix_mmap_threshold
         from wskit.options import server_settings
         from wskit.settings import SettingsError
+
+        fix_mmap_threshold()  # a long-running server: see wskit/allocator.py
 
         values = {key.replace("-", "_"): value for key, value in options.items()}
         try:
