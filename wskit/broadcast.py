@@ -62,6 +62,12 @@ class Broadcast:
         self.encodings = 0
         self._payloads: dict[tuple[Hashable, str], bytes] = {}
         self._prepared: dict[tuple[Hashable, str, bool], PreparedMessage] = {}
+        # The (shape, serializer) the previous recipient asked for and its frame:
+        # recipients of one fan-out mostly ask for the same, found without a lookup.
+        self._last_shape: Any = _NOTHING
+        self._last_serializer: Any = None
+        self._last_payload = b""
+        self._last_frame = b""
 
     def payload(self, shape: Hashable, serializer: Serializer) -> bytes:
         if shape not in self.shapes:
@@ -87,11 +93,32 @@ class Broadcast:
     def send(self, connection: Any, shape: Hashable, serializer: Serializer) -> bool:
         """Queue this message on ``connection`` (a :class:`wskit.Connection`);
         False if it was not sent (closed, or dropped as too slow a consumer)."""
+        if shape is self._last_shape and serializer is self._last_serializer:
+            payload, frame = self._last_payload, self._last_frame
+        else:
+            payload = self.payload(shape, serializer)
+            frame = self.prepared(shape, serializer, True).payloadHybi
+            self._last_shape, self._last_serializer = shape, serializer
+            self._last_payload, self._last_frame = payload, frame
+        if not getattr(connection, "_wskit_frames", False):
+            return self._send_prepared(connection, shape, serializer, payload)
+        if connection._perMessageCompress is None or len(payload) < connection.compress_threshold:
+            # The pre-framed bytes as they are: the same for every such recipient.
+            return connection.send_frame(frame, len(payload))
+        return self._send_compressed(connection, shape, serializer, payload)
+
+    def _send_compressed(self, connection: Any, shape: Hashable, serializer: Serializer, payload: bytes) -> bool:
+        return connection.send_prepared(self.prepared(shape, serializer, False))
+
+    def _send_prepared(self, connection: Any, shape: Hashable, serializer: Serializer, payload: bytes) -> bool:
+        # Any other implementation of the Connection API.
         if not connection.is_connected:
             return False
-        payload = self.payload(shape, serializer)
         do_not_compress = len(payload) < connection.compress_threshold
         return connection.send_prepared(self.prepared(shape, serializer, do_not_compress))
+
+
+_NOTHING = object()
 
 
 __all__ = ["Broadcast"]
