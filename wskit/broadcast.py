@@ -29,6 +29,7 @@ from typing import Any
 from autobahn.websocket.protocol import PreparedMessage
 
 from .serializers import Serializer
+from .shared_deflate import FRESH, compressed_frame, deflate_message, group_for
 
 
 class Broadcast:
@@ -48,7 +49,8 @@ class Broadcast:
     """
 
     def __init__(self, shapes: Mapping[Hashable, Any], exclude: str | None = None,
-                 offset: int | None = None, epoch: str | None = None, published_at: float | None = None):
+                 offset: int | None = None, epoch: str | None = None, published_at: float | None = None,
+                 topic: str | None = None):
         self.shapes = shapes
         # The connection id (see wskit.hub.new_connection_id) of the one subscriber,
         # e.g. the sender of a presence change, that must not receive it.
@@ -62,6 +64,12 @@ class Broadcast:
         self.encodings = 0
         self._payloads: dict[tuple[Hashable, str], bytes] = {}
         self._prepared: dict[tuple[Hashable, str, bool], PreparedMessage] = {}
+        # The hub topic it is published on (set by the hub's fan-out): broadcasts
+        # of one topic share a compressor (wskit.shared_deflate).
+        self.topic: str | None = topic
+        # Compressed frames: (shape, serializer, deflate parameters) -> frame / (group, frame).
+        self._fresh: dict[tuple[Hashable, str, Any], bytes] = {}
+        self._shared: dict[tuple[Hashable, str, Any], tuple[Any, bytes]] = {}
         # The (shape, serializer) the previous recipient asked for and its frame:
         # recipients of one fan-out mostly ask for the same, found without a lookup.
         self._last_shape: Any = _NOTHING
@@ -108,7 +116,43 @@ class Broadcast:
         return self._send_compressed(connection, shape, serializer, payload)
 
     def _send_compressed(self, connection: Any, shape: Hashable, serializer: Serializer, payload: bytes) -> bool:
-        return connection.send_prepared(self.prepared(shape, serializer, False))
+        pmce = connection._perMessageCompress
+        state = getattr(pmce, "share", None)
+        if state is None or self.topic is None:
+            # Compressed by the connection's own compressor (Autobahn's way).
+            return connection.send_prepared(self.prepared(shape, serializer, False))
+        params = state.params
+        if params.resets or params.mode == FRESH:
+            # Compressed without history: the same frame for every connection with these parameters.
+            key = (shape, serializer.name, params)
+            frame = self._fresh.get(key)
+            if frame is None:
+                frame = self._fresh[key] = compressed_frame(
+                    deflate_message(params.compressor(), payload), serializer.binary)
+            if not connection.send_frame(frame, len(payload)):
+                return False
+            if not params.resets:
+                # Its peer's window moved on without this connection's compressor:
+                # the next message it compresses starts afresh.
+                pmce.drop_compressor()
+            return True
+        key = (shape, serializer.name, params)
+        entry = self._shared.get(key)
+        if entry is None:
+            group = group_for(self.topic, shape, serializer.name, params)
+            entry = self._shared[key] = (group, group.compress(payload, serializer.binary))
+        group, frame = entry
+        if state.member and state.group is group and state.seq == group.seq - 1:
+            if not connection.send_frame(frame, len(payload)):
+                return False
+            state.seq = group.seq
+            return True
+        before = pmce.compressed_messages
+        if not connection.send_prepared(self.prepared(shape, serializer, False)):
+            return False
+        if pmce.compressed_messages == before + 1:
+            group.sent_privately(state, pmce, len(payload))
+        return True
 
     def _send_prepared(self, connection: Any, shape: Hashable, serializer: Serializer, payload: bytes) -> bool:
         # Any other implementation of the Connection API.

@@ -36,6 +36,7 @@ from .deflate import (
     zlib_inflate_window,
 )
 from .settings import CompressionSettings, SettingsError
+from .shared_deflate import PER_CONNECTION, ShareState, share_params
 
 
 def available_codecs() -> tuple[str, ...]:
@@ -71,6 +72,16 @@ class TunedPerMessageDeflate(PerMessageDeflate):
     """
 
     level: int = zlib.Z_DEFAULT_COMPRESSION
+    # Messages this side has compressed (wskit.shared_deflate counts runs with it).
+    compressed_messages: int = 0
+    # This connection's place among the shared broadcast compressors
+    # (a wskit.shared_deflate.ShareState), on a server that shares them.
+    share: Any = None
+
+    def drop_compressor(self) -> None:
+        """Forget the outgoing compressor (the next message starts a new one, or
+        one :attr:`share` hands over)."""
+        self._compressor = None
 
     def _sending_resets(self) -> bool:
         return self.server_no_context_takeover if self._is_server else self.client_no_context_takeover
@@ -79,6 +90,12 @@ class TunedPerMessageDeflate(PerMessageDeflate):
         return self.client_no_context_takeover if self._is_server else self.server_no_context_takeover
 
     def start_compress_message(self) -> None:
+        share = self.share
+        if share is not None and (share.member or share.pending is not None):
+            # Leaving a shared broadcast compressor: continue from its state.
+            compressor = share.split(self)
+            if compressor is not None:
+                self._compressor = compressor
         bits = self.server_max_window_bits if self._is_server else self.client_max_window_bits
         if self._compressor is None or self._sending_resets():
             wbits, strategy = zlib_compress_window(bits)
@@ -86,6 +103,7 @@ class TunedPerMessageDeflate(PerMessageDeflate):
 
     def end_compress_message(self) -> bytes:
         data = super().end_compress_message()
+        self.compressed_messages += 1
         if self._sending_resets():
             self._compressor = None
         return data
@@ -115,6 +133,10 @@ def tune_extension(pmce: Any, settings: CompressionSettings, agreement: DeflateA
         pmce.client_no_context_takeover = agreement.client_no_context_takeover
         pmce.server_max_window_bits = agreement.server_max_window_bits
         pmce.client_max_window_bits = agreement.client_max_window_bits
+    mode = getattr(settings, "broadcast_compression", PER_CONNECTION)
+    if isinstance(pmce, TunedPerMessageDeflate) and pmce._is_server and mode != PER_CONNECTION:
+        pmce.share = ShareState(share_params(
+            mode, pmce.server_max_window_bits, pmce.mem_level, pmce.level, pmce.server_no_context_takeover))
 
 
 class NegotiatedDeflateOfferAccept(PerMessageDeflateOfferAccept):

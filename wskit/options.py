@@ -89,6 +89,9 @@ SERVER_OPTIONS: tuple[Option, ...] = (
     Option("compress-mem-level", int, _C.mem_level, "zlib memLevel 1-9", metavar="N"),
     Option("compress-threshold", int, _C.threshold, "send messages shorter than this uncompressed",
            metavar="BYTES"),
+    Option("broadcast-compression", str, _C.broadcast_compression, "how broadcasts are compressed: "
+           "shared (one compressor per topic, context takeover kept), fresh (once per broadcast, "
+           "no history) or per-connection", metavar="MODE"),
     Option("server-max-window-bits", int, _C.server_max_window_bits, "window the server compresses "
            "with, 9-15", metavar="BITS"),
     Option("client-max-window-bits", int, _C.client_max_window_bits, "window the client is asked to "
@@ -209,6 +212,7 @@ def server_settings(values: dict[str, Any]) -> ServerSettings:
             mem_level=get("compress_mem_level"),
             level=get("compress_level"),
             threshold=get("compress_threshold"),
+            broadcast_compression=get("broadcast_compression"),
             codecs=tuple(codecs),
         ),
         limits=LimitSettings(
