@@ -103,15 +103,16 @@ def _plain_frame(payload: bytes, binary: bool) -> bytes:
 
 
 class Subscriber:
-    def __init__(self, connection: MemoryConnection, hub_id: str):
+    def __init__(self, connection: MemoryConnection, hub_id: str, shape=None, serializer=JSON):
         self.connection = connection
         self.hub_id = hub_id
+        self.shape, self.serializer = shape, serializer
 
     def deliver(self, topic, event) -> None:
         if event.exclude is not None and event.exclude == self.hub_id:
             return
-        if event.send(self.connection, None, JSON):
-            self.connection.expected.append(event.payload(None, JSON))
+        if event.send(self.connection, self.shape, self.serializer):
+            self.connection.expected.append(event.payload(self.shape, self.serializer))
 
 
 def tick(rng: random.Random, size: int) -> dict:
@@ -145,17 +146,19 @@ def test_every_subscriber_decodes_every_message(mode, params, script, seed):
     rng = random.Random(seed)
     hub = InProcessHub()
     conns = [MemoryConnection(mode, bits, mem, no_takeover) for bits, mem, no_takeover in params]
-    subs = [Subscriber(conn, f"p.{i}") for i, conn in enumerate(conns)]
+    # Recipients of one broadcast in two shapes and two serializers (as chat's v1/v2 x json/msgpack).
+    kinds = [(None, JSON), (2, JSON), (None, SERIALIZERS["msgpack"]), (2, SERIALIZERS["msgpack"])]
+    subs = [Subscriber(conn, f"p.{i}", *kinds[(i * 7 + seed) % 4]) for i, conn in enumerate(conns)]
     topics = ["t.a", "t.b", "t.c"]
     for i, sub in enumerate(subs):
         hub.subscribe(topics[i % 2], sub)
     for what, a, b, c in script:
         if what == "publish":
             exclude = subs[c].hub_id if c >= 0 else None
-            hub.publish(topics[a], {None: tick(rng, b)}, exclude=exclude)
+            hub.publish(topics[a], {None: tick(rng, b), 2: {"v2": tick(rng, b)}}, exclude=exclude)
         elif what == "burst":
             for _ in range(b):
-                hub.publish(topics[a], {None: tick(rng, 300)})
+                hub.publish(topics[a], {None: tick(rng, 300), 2: {"v2": tick(rng, 300)}})
         elif what == "private":
             conns[a].send_message(JSON.encode({"private": "y" * b, "n": rng.random()}), False)
         elif what == "subscribe":

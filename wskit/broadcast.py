@@ -76,6 +76,12 @@ class Broadcast:
         self._last_serializer: Any = None
         self._last_payload = b""
         self._last_frame = b""
+        # The same for the shared compressor's frame (see _send_compressed).
+        self._group_params: Any = None
+        self._group_shape: Any = _NOTHING
+        self._group_serializer: Any = None
+        self._group: Any = None
+        self._group_frame = b""
 
     def payload(self, shape: Hashable, serializer: Serializer) -> bytes:
         if shape not in self.shapes:
@@ -136,12 +142,17 @@ class Broadcast:
                 # the next message it compresses starts afresh.
                 pmce.drop_compressor()
             return True
-        key = (shape, serializer.name, params)
-        entry = self._shared.get(key)
-        if entry is None:
-            group = group_for(self.topic, shape, serializer.name, params)
-            entry = self._shared[key] = (group, group.compress(payload, serializer.binary))
-        group, frame = entry
+        if params is self._group_params and shape is self._group_shape and serializer is self._group_serializer:
+            group, frame = self._group, self._group_frame  # as for the previous compressed recipient
+        else:
+            key = (shape, serializer.name, params)
+            entry = self._shared.get(key)
+            if entry is None:
+                group = group_for(self.topic, shape, serializer.name, params)
+                entry = self._shared[key] = (group, group.compress(payload, serializer.binary))
+            group, frame = entry
+            self._group_params, self._group_shape, self._group_serializer = params, shape, serializer
+            self._group, self._group_frame = group, frame
         if state.member and state.group is group and state.seq == group.seq - 1:
             if not connection.send_frame(frame, len(payload)):
                 return False
