@@ -1,7 +1,7 @@
 """The peer benchmark: wskit against python-websockets, Autobahn and picows, as ratio tables.
 
     python benchmarks/bench.py [--size tiny|small|full] [--rounds N] [--only echo,idle,broadcast]
-                               [--servers KEY,...] [--json out.json]
+                               [--servers KEY,...] [--subscribers N] [--events M] [--json out.json]
 
 Servers (benchmarks/servers.py, one process each, on 127.0.0.1 port 0, at
 their libraries' defaults): wskit on Twisted, wskit on asyncio's default loop,
@@ -22,8 +22,15 @@ Clients, independent of every server and the same for all of them:
 * broadcast: Node's ``ws`` (benchmarks/node/broadcast.js): N subscribers on
   ``wskit.pubsub.v1.json`` and one publisher publishing M price ticks (~600 B
   as delivered) with a bounded number in flight, with and without
-  permessage-deflate. Reported: deliveries/s, the server's CPU time per
-  delivery and the bytes the subscribers' sockets read per delivery.
+  permessage-deflate, after a warm-up of ``warmup`` ticks. Reported:
+  deliveries/s, the server's CPU time per delivery and the bytes the
+  subscribers' sockets read per delivery. wskit compresses a broadcast once
+  per topic for subscribers that have joined its shared compressor (its
+  default); the columns "fresh" and "per-conn" are wskit with
+  ``--broadcast-compression fresh`` (each broadcast compressed once, without
+  history) and ``per-connection`` (each subscriber's own compressor, as
+  Autobahn and python-websockets do), measured with deflate only.
+  ``--subscribers N`` and ``--events M`` override the size's figures.
 
 Every server is measured once per round, the order rotated each round (and
 which variant goes first alternated); medians over rounds are reported, and

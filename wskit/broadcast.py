@@ -6,13 +6,20 @@ differ, say) and encodes a shape for a serializer the first time a recipient
 asks for that pair, then frames it once as an Autobahn ``PreparedMessage``.
 Every further recipient of the same shape and serializer gets the same bytes.
 
-Prepared messages and permessage-deflate: Autobahn sends a prepared message's
-pre-framed bytes as they are on connections without compression, and on a
-compressed connection compresses the payload again with that connection's
-own compressor (its context differs per connection, so it cannot be shared).
-Payloads shorter than the connection's compression threshold are prepared
-with ``doNotCompress`` so they go out pre-framed everywhere (an uncompressed
-message is legal on a deflate connection).
+Per recipient the work is small: the frame bytes go straight to the
+connection's transport (``Connection.send_frame``), checked only for an open
+connection and, while its transport has asked to pause, the slow-consumer cap.
+
+Permessage-deflate: payloads shorter than the connection's compression
+threshold go out pre-framed everywhere (an uncompressed message is legal on a
+deflate connection). Longer ones are compressed as the connection's
+``broadcast_compression`` setting says (:mod:`wskit.shared_deflate`):
+``shared`` (the default) compresses each message once per topic, shape,
+serializer and deflate parameters, and writes that frame to every connection
+whose recent history of the topic is the group's (the others, newcomers until
+a window's worth of the topic has reached them, compress with their own
+compressor); ``fresh`` compresses once without history for everyone;
+``per-connection`` leaves each connection to compress with its own context.
 
 Slow consumers: sending only appends to the connection's transport buffer, so
 one peer that does not read cannot stall delivery to the others. The
