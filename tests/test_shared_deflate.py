@@ -27,7 +27,6 @@ JSON = SERIALIZERS["json"]
 class MemoryConnection:
     """The parts of a wskit server connection a broadcast uses, writing frames to a list."""
 
-    _wskit_frames = True
     compress_threshold = 16
 
     def __init__(self, mode: str, bits: int, mem_level: int, no_takeover: bool, level: int = 6):

@@ -121,16 +121,21 @@ class Broadcast:
             frame = self.prepared(shape, serializer, True).payloadHybi
             self._last_shape, self._last_serializer = shape, serializer
             self._last_payload, self._last_frame = payload, frame
-        if not getattr(connection, "_wskit_frames", False):
+        try:
+            pmce = connection._perMessageCompress  # a wskit connection (wskit.protocol.ConnectionMixin)
+        except AttributeError:
             return self._send_prepared(connection, shape, serializer, payload)
-        if connection._perMessageCompress is None or len(payload) < connection.compress_threshold:
+        if pmce is None or len(payload) < connection.compress_threshold:
             # The pre-framed bytes as they are: the same for every such recipient.
             return connection.send_frame(frame, len(payload))
         return self._send_compressed(connection, shape, serializer, payload)
 
     def _send_compressed(self, connection: Any, shape: Hashable, serializer: Serializer, payload: bytes) -> bool:
         pmce = connection._perMessageCompress
-        state = getattr(pmce, "share", None)
+        try:
+            state = pmce.share
+        except AttributeError:  # another extension than wskit's permessage-deflate
+            state = None
         if state is None or self.topic is None:
             # Compressed by the connection's own compressor (Autobahn's way).
             return connection.send_prepared(self.prepared(shape, serializer, False))

@@ -143,8 +143,6 @@ class ConnectionMixin:
         self.sendPreparedMessage(prepared)
         return True
 
-    # Broadcasts may write their frames with send_frame (wskit.broadcast checks this).
-    _wskit_frames = True
     # The transport's write method, looked up on the first frame.
     _transport_write: Any = None
 
