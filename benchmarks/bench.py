@@ -18,7 +18,11 @@ Clients, independent of every server and the same for all of them:
   permessage-deflate (``client_max_window_bits``, as browsers do), send one
   ~200 B message each and read the echo; reported: the server's VmRSS above
   its baseline per connection, in a fresh server process each round (after a
-  warm-up of a few connections).
+  warm-up of a few connections). Then, with the connections left idle past
+  wskit's hibernation delay (:data:`IDLE_WAIT`: twice
+  ``CompressionSettings.hibernate_after`` plus a second), the RSS again, and
+  the wake-up: the server's CPU time per message for one more message on
+  every connection (the first after the idle period) and for one after it.
 * broadcast: Node's ``ws`` (benchmarks/node/broadcast.js): N subscribers on
   ``wskit.pubsub.v1.json`` and one publisher publishing M price ticks (~600 B
   as delivered) with a bounded number in flight, with and without
@@ -75,6 +79,17 @@ from _common import (
 )
 
 HERE = Path(__file__).resolve().parent
+
+
+def _idle_wait() -> float:
+    """Seconds the idle section leaves its connections alone: an idle wskit connection
+    hibernates between ``hibernate_after`` and twice that after its last message."""
+    from wskit.settings import CompressionSettings
+
+    return 2 * CompressionSettings().hibernate_after + 1.0
+
+
+IDLE_WAIT = _idle_wait()
 NODE_DIR = HERE / "node"
 NODE_SCRIPT = NODE_DIR / "broadcast.js"
 SECTIONS = ("echo", "idle", "broadcast")
@@ -145,6 +160,21 @@ def peers() -> list[Peer]:
     return found
 
 
+def variant_peers() -> list[Peer]:
+    """wskit configurations measured only when named in ``--servers`` (idle section):
+    what hibernation and the heap trim after it each contribute."""
+    idle = frozenset({"idle"})
+    found = []
+    for backend, name in (("twisted", "wskit Twisted"), ("asyncio", "wskit asyncio")):
+        base = ("wskit", "--backend", backend)
+        found += [
+            Peer(f"wskit-{backend}-no-hibernate", f"{name}, no hibernation",
+                 (*base, "--compress-hibernate-after", "0"), idle),
+            Peer(f"wskit-{backend}-no-trim", f"{name}, no malloc_trim", (*base, "--no-malloc-trim"), idle),
+        ]
+    return found
+
+
 @dataclass(frozen=True)
 class Metric:
     key: str
@@ -160,6 +190,9 @@ METRICS = (
     Metric("echo_binary_cpu", "echo binary, server CPU us/msg", "lower", "echo", 1),
     Metric("echo_text_cpu", "echo text, server CPU us/msg", "lower", "echo", 1),
     Metric("idle_kib", "idle deflate connection, server KiB", "lower", "idle", 1),
+    Metric("idle_hib_kib", f"idle deflate connection after {IDLE_WAIT:g} s idle, server KiB", "lower", "idle", 1),
+    Metric("wake_cpu", "first message after the idle period, server CPU us/msg", "lower", "idle", 1),
+    Metric("next_cpu", "the message after it, server CPU us/msg", "lower", "idle", 1),
     Metric("bcast_plain_rate", "broadcast, deliveries/s, no deflate", "higher", "broadcast", 0),
     Metric("bcast_deflate_rate", "broadcast, deliveries/s, deflate", "higher", "broadcast", 0),
     Metric("bcast_plain_cpu", "broadcast, server CPU us/delivery, no deflate", "lower", "broadcast", 1),
@@ -357,6 +390,12 @@ async def idle(server: Server, size: Size) -> dict:
     async def close(conns) -> None:
         await asyncio.gather(*(ws.close() for ws in conns))
 
+    async def round_cpu(conns, offset: int) -> float:
+        """Server CPU us per message for one message on every connection."""
+        before = server_cpu_ns(server.pid)
+        await asyncio.gather(*(exchange(ws, messages[(i + offset) % len(messages)]) for i, ws in enumerate(conns)))
+        return (server_cpu_ns(server.pid) - before) / 1000 / len(conns)
+
     async def measure() -> dict:
         # Warm-up: the code paths and allocator arenas a connection needs exist before the baseline.
         await close(await session(min(20, size.idle_connections)))
@@ -365,9 +404,15 @@ async def idle(server: Server, size: Size) -> dict:
         try:
             after = await settled_rss(server.pid)
             negotiated = conns[0].response.headers.get("Sec-WebSocket-Extensions") or ""
+            await asyncio.sleep(IDLE_WAIT)  # past wskit's hibernation delay
+            hibernated = await settled_rss(server.pid)
+            wake = await round_cpu(conns, 1)
+            following = await round_cpu(conns, 2)
         finally:
             await close(conns)
-        return {"kib": (after - base) / size.idle_connections, "negotiated": negotiated}
+        n = size.idle_connections
+        return {"kib": (after - base) / n, "hib_kib": (hibernated - base) / n, "wake_us": wake,
+                "next_us": following, "negotiated": negotiated}
 
     return await asyncio.wait_for(measure(), size.timeout)
 
@@ -483,6 +528,9 @@ def measure_round(run: Run, r: int, size: Size, only: set[str], servers: dict[st
                 server.stop()
                 if got:
                     run.add("idle_kib", peer.key, r, got["kib"])
+                    run.add("idle_hib_kib", peer.key, r, got["hib_kib"])
+                    run.add("wake_cpu", peer.key, r, got["wake_us"])
+                    run.add("next_cpu", peer.key, r, got["next_us"])
                     run.negotiated.setdefault("idle", {})[peer.key] = got["negotiated"]
         finally:
             for server in fresh.values():
@@ -523,7 +571,7 @@ def report(run: Run, only: set[str]) -> tuple[str, str]:
 
     def mark(metric: Metric, peer: Peer) -> str:
         # A dagger: the client offered permessage-deflate and this server did not negotiate it.
-        section = {"idle_kib": "idle"}.get(metric.key) or ("broadcast deflate" if "deflate" in metric.key else "")
+        section = ("idle" if metric.section == "idle" else None) or ("broadcast deflate" if "deflate" in metric.key else "")
         offered = run.negotiated.get(section, {}).get(peer.key)
         return " †" if section and offered is not None and "permessage-deflate" not in offered else ""
 
@@ -540,7 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default: tiny 1, small 3, full 5)")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated: echo,idle,broadcast")
     parser.add_argument("--servers", default="", help="comma-separated server keys (default: all); "
-                        + ", ".join(p.key for p in peers()))
+                        + ", ".join(p.key for p in peers()) + "; idle section only, when named: "
+                        + ", ".join(p.key for p in variant_peers()))
     parser.add_argument("--subscribers", type=int, help="broadcast subscribers (default: the size's)")
     parser.add_argument("--events", type=int, help="broadcast events per measurement (default: the size's)")
     parser.add_argument("--json", metavar="FILE", help="write samples, medians, ratios and the machine here")
@@ -557,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     entries = [p for p in peers() if p.sections & only]
     if args.servers:
         wanted = {s.strip() for s in args.servers.split(",")}
+        entries += [p for p in variant_peers() if p.key in wanted and p.sections & only]
         unknown = wanted - {p.key for p in entries}
         if unknown:
             parser.error(f"unknown server(s) {', '.join(sorted(unknown))}")
@@ -615,7 +665,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{' '.join(map(str, load_end))} at end.")
     print("Versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + ".")
     print(f"Echo: {size.echo_connections} connections, {size.echo_messages} round trips of {MESSAGE_SIZE} B "
-          f"per measurement. Idle: {size.idle_connections} connections offering permessage-deflate. "
+          f"per measurement. Idle: {size.idle_connections} connections offering permessage-deflate, "
+          f"measured after one message each way, then after {IDLE_WAIT:g} s without traffic (past wskit's "
+          f"hibernation delay), then CPU for one more message each (the wake-up) and one after it. "
           f"Broadcast: {size.subscribers} subscribers x {size.events} ticks "
           f"({min(sizes)}-{max(sizes)} B as delivered), at most {size.window} in flight.")
     for peer in run.entries:

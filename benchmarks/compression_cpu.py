@@ -1,7 +1,8 @@
 """CPU per message and compression ratio of permessage-deflate, in-process.
 
 Drives Autobahn's PerMessageDeflate (through wskit's TunedPerMessageDeflate,
-which only adds the zlib level; level 6 is Autobahn's own default) with no
+which adds the zlib level and the window tracking hibernation needs; level 6 is
+Autobahn's own default) with no
 sockets and no event loop: a server-side object compresses a stream of
 distinct realistic messages, a client-side object decompresses them.
 
@@ -66,6 +67,7 @@ def pair(level: int, window: int, mem_level: int, takeover: bool):
     def make(is_server: bool):
         ext = TunedPerMessageDeflate(is_server, not takeover, not takeover, window, window, mem_level)
         ext.level = level
+        ext.track_windows()  # as on a connection: the plaintext windows hibernation resumes from
         return ext
     return make(True), make(False)
 

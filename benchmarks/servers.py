@@ -1,7 +1,7 @@
 """The servers the benchmarks measure, one per process, each on 127.0.0.1.
 
     python benchmarks/servers.py wskit --backend twisted [wskit serve options...]
-    python benchmarks/servers.py wskit --backend asyncio [--uvloop] [wskit serve options...]
+    python benchmarks/servers.py wskit --backend asyncio [--uvloop] [--no-malloc-trim] [wskit serve options...]
     python benchmarks/servers.py websockets [--uvloop] [--no-compress]
     python benchmarks/servers.py autobahn --backend twisted|asyncio [--no-compress]
     python benchmarks/servers.py picows [--uvloop]
@@ -88,6 +88,10 @@ def wskit_server(args: argparse.Namespace) -> None:
     from wskit.runner import run
 
     settings = server_settings(vars(args))
+    if args.no_malloc_trim:
+        from wskit import compression
+
+        compression.MALLOC_TRIM._trim = None  # hibernation frees zlib contexts without trimming the heap
 
     async def main(stopping):
         if args.backend == "twisted":
@@ -261,6 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     wskit = sub.add_parser("wskit", help="wskit with its default settings (takes wskit serve's options)")
     wskit.add_argument("--backend", choices=["twisted", "asyncio"], required=True)
     wskit.add_argument("--uvloop", action="store_true", help="asyncio on uvloop")
+    wskit.add_argument("--no-malloc-trim", action="store_true",
+                       help="never call malloc_trim after hibernating idle deflate connections (to measure it)")
     add_server_arguments(wskit)
     wskit.set_defaults(port=0, run=wskit_server)
 

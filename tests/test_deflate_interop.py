@@ -20,7 +20,8 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from websockets.asyncio.client import connect
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
-from support import BACKENDS, raw_connect, run, serve
+from support import BACKENDS, ServerProcess, raw_connect, run, serve
+from wskit.compression import HIBERNATE_ENV
 from wskit.deflate import DeflateParams, DeflatePolicy, check_response
 
 pytestmark = pytest.mark.timeout(120)
@@ -29,11 +30,18 @@ NODE_DIR = Path(__file__).resolve().parent / "node"
 NCT = ("none", "server", "client", "both")
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+# Each backend's server as configured by default, and hibernating its deflate contexts after
+# every message (so every message rebuilds them from the saved windows: the wake-up path).
+SERVERS = [(backend, hibernate) for backend in BACKENDS for hibernate in ("default", "hibernate-every-message")]
+
+
+@pytest.fixture(scope="module", params=SERVERS, ids=[f"{b}-{h}" for b, h in SERVERS])
 def server(request):
-    proc, port = serve(request.param)
+    backend, hibernate = request.param
+    env = {HIBERNATE_ENV: "message"} if hibernate != "default" else {}
+    proc = ServerProcess(["--backend", backend, "--port", "0"], env=env).start()
     with proc:
-        yield request.param, f"ws://127.0.0.1:{port}/ws", proc
+        yield backend, f"ws://127.0.0.1:{proc.port}/ws", proc
 
 
 def response_params(header: str) -> dict:

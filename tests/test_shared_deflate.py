@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from wskit.broadcast import Broadcast
-from wskit.compression import TunedPerMessageDeflate
+from wskit.compression import HIBERNATE_EVERY_MESSAGE, TunedPerMessageDeflate
 from wskit.deflate import zlib_inflate_window
 from wskit.hub import InProcessHub
 from wskit.serializers import SERIALIZERS
@@ -29,10 +29,14 @@ class MemoryConnection:
 
     compress_threshold = 16
 
-    def __init__(self, mode: str, bits: int, mem_level: int, no_takeover: bool, level: int = 6):
+    def __init__(self, mode: str, bits: int, mem_level: int, no_takeover: bool, level: int = 6,
+                 hibernate: bool = False):
         pmce = TunedPerMessageDeflate(True, no_takeover, False, max(bits, 9), 15, mem_level)
         pmce.server_max_window_bits = bits
         pmce.level = level
+        pmce.track_windows()
+        if hibernate:  # free the zlib contexts after every message, rebuilt from the window
+            pmce.hibernate_after = HIBERNATE_EVERY_MESSAGE
         if mode != PER_CONNECTION:
             pmce.share = ShareState(share_params(mode, bits, mem_level, level, no_takeover))
         self._perMessageCompress = pmce
@@ -136,7 +140,8 @@ actions = st.lists(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     mode=st.sampled_from([SHARED, FRESH, PER_CONNECTION]),
-    params=st.lists(st.tuples(st.sampled_from([8, 9, 10, 12, 15]), st.sampled_from([1, 5, 8]), st.booleans()),
+    params=st.lists(st.tuples(st.sampled_from([8, 9, 10, 12, 15]), st.sampled_from([1, 5, 8]), st.booleans(),
+                              st.booleans()),
                     min_size=8, max_size=8),
     script=actions,
     seed=st.integers(0, 2**32),
@@ -144,7 +149,8 @@ actions = st.lists(
 def test_every_subscriber_decodes_every_message(mode, params, script, seed):
     rng = random.Random(seed)
     hub = InProcessHub()
-    conns = [MemoryConnection(mode, bits, mem, no_takeover) for bits, mem, no_takeover in params]
+    conns = [MemoryConnection(mode, bits, mem, no_takeover, hibernate=hibernate)
+             for bits, mem, no_takeover, hibernate in params]
     # Recipients of one broadcast in two shapes and two serializers (as chat's v1/v2 x json/msgpack).
     kinds = [(None, JSON), (2, JSON), (None, SERIALIZERS["msgpack"]), (2, SERIALIZERS["msgpack"])]
     subs = [Subscriber(conn, f"p.{i}", *kinds[(i * 7 + seed) % 4]) for i, conn in enumerate(conns)]

@@ -173,6 +173,7 @@ def client_settings_from_args(args: argparse.Namespace) -> ClientSettings:
             client_max_window_bits=args.client_max_window_bits,
             server_no_context_takeover=args.server_no_context_takeover,
             client_no_context_takeover=args.client_no_context_takeover,
+            hibernate_after=args.compress_hibernate_after,
             codecs=tuple(args.compression or CompressionSettings().codecs),
         ),
         origin=args.origin,
@@ -291,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="ask the server to reset its compressor after each message")
     connect.add_argument("--client-no-context-takeover", action="store_true",
                          help="reset this client's compressor after each message")
+    connect.add_argument("--compress-hibernate-after", type=float, default=CompressionSettings().hibernate_after,
+                         metavar="SECONDS", help="free the idle connection's zlib contexts after this many "
+                         "seconds, keeping only its last window of text (0 = never)")
     connect.add_argument("--compression", action="append", metavar="EXT",
                          help="offer this compression extension (repeatable; default permessage-deflate)")
     connect.add_argument("--origin", help="send this Origin header")

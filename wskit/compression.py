@@ -8,11 +8,16 @@ uses only ``autobahn.websocket.compress``, which is backend-neutral.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import os
+import sys
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from autobahn.exception import PayloadCorruptError, PayloadExceededError
 from autobahn.websocket.compress import (
     PERMESSAGE_COMPRESSION_EXTENSION,
     PerMessageDeflate,
@@ -53,10 +58,165 @@ def check_codecs(settings: CompressionSettings) -> None:
         )
 
 
+# Overrides CompressionSettings.hibernate_after in every process that reads it
+# (tests, the conformance testees): seconds, or "message" to hibernate after
+# every message, which exercises the wake-up path on each one.
+HIBERNATE_ENV = "WSKIT_COMPRESS_HIBERNATE_AFTER"
+HIBERNATE_EVERY_MESSAGE = -1.0
+
+
+def hibernate_delay(settings: CompressionSettings) -> float:
+    """Seconds of idleness before a connection's zlib contexts are freed (0: never).
+
+    :data:`HIBERNATE_ENV` overrides ``settings.hibernate_after``; its value
+    ``message`` gives :data:`HIBERNATE_EVERY_MESSAGE`.
+    """
+    value = os.environ.get(HIBERNATE_ENV)
+    if not value:
+        return settings.hibernate_after
+    if value.strip().lower() == "message":
+        return HIBERNATE_EVERY_MESSAGE
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        raise SettingsError(f"{HIBERNATE_ENV} must be a number of seconds or 'message', not {value!r}") from None
+
+
+class DeflateWindow:
+    """The last ``size`` bytes of plaintext one direction of a deflate stream carried.
+
+    That is all the peer's inflater (or our compressor) remembers between
+    messages, so a compressor or decompressor primed with it as ``zdict``
+    continues the stream exactly where the freed one stopped.
+
+    Kept cheaply: ``parts`` is a list of references to the payloads themselves
+    (a broadcast's payload is one shared object, so it costs nothing extra),
+    oldest first, trimmed so that dropping the oldest would leave fewer than
+    ``size`` bytes; a payload longer than ``size`` is kept as a copy of its
+    tail, and past :attr:`MAX_PARTS` parts (many tiny messages) they are
+    joined into one. :meth:`value` joins them only when asked (at
+    hibernation). A plain list, not a deque: an idle connection keeps two of
+    these, and an empty deque alone is 760 bytes.
+    Only payloads that went through the deflate stream belong here: a message
+    sent or received uncompressed (RSV1 clear) never enters the peer's window.
+    """
+
+    __slots__ = ("size", "parts", "length")
+    MAX_PARTS = 64
+
+    def __init__(self, size: int):
+        self.size = size
+        self.parts: list[bytes] = []
+        self.length = 0  # bytes in parts (may exceed size by less than the oldest part)
+
+    def __len__(self) -> int:
+        return min(self.length, self.size)
+
+    def append(self, data: bytes) -> None:
+        n = len(data)
+        size = self.size
+        if 0 < n < size and type(data) is bytes:
+            parts = self.parts
+            parts.append(data)
+            length = self.length + n
+            while length - len(parts[0]) >= size:
+                length -= len(parts.pop(0))
+            self.length = length
+            if len(parts) > self.MAX_PARTS:
+                self.compact()
+        elif n >= size:
+            # A long payload: only its tail matters (copied, so the payload itself is not kept).
+            self.parts = [bytes(data[n - size:])]
+            self.length = size
+        elif n:
+            self.append(bytes(data))  # a mutable buffer: keep a copy of what it holds now
+
+    def value(self) -> bytes:
+        """The last ``size`` bytes (fewer if fewer went through), as one bytes object."""
+        parts = self.parts
+        if len(parts) == 1 and self.length <= self.size:
+            return parts[0]
+        data = b"".join(parts)
+        if len(data) > self.size:
+            data = data[len(data) - self.size:]
+        return data
+
+    def compact(self) -> bytes:
+        """Replace the parts by their joined value (what an idle connection keeps)."""
+        data = self.value()
+        self.parts = [data] if data else []
+        self.length = len(data)
+        return data
+
+    def reset(self, data: bytes = b"") -> None:
+        """Start over from ``data`` (the window of a compressor handed over, or nothing)."""
+        self.parts = []
+        self.length = 0
+        self.append(data)
+
+
+class MallocTrim:
+    """Give freed heap memory back to the OS after many zlib contexts were freed.
+
+    glibc keeps freed blocks of its main heap for reuse; zlib contexts freed
+    among live allocations leave holes that ``malloc_trim(0)`` returns to the
+    OS page by page. One trim runs after a timer bucket's hibernations
+    (scheduled on the same batched timer), and only once at least
+    :attr:`min_bytes` were freed since the last. A no-op off glibc.
+    """
+
+    def __init__(self, min_bytes: int = 1 << 20):
+        self.min_bytes = min_bytes
+        self.freed = 0
+        self.pending = False
+        self.trims = 0
+        self._trim = self._find_malloc_trim()
+
+    @staticmethod
+    def _find_malloc_trim() -> Any:
+        if not sys.platform.startswith("linux"):
+            return None
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            trim = libc.malloc_trim
+        except (OSError, AttributeError):  # musl and others have no malloc_trim
+            return None
+        trim.argtypes = [ctypes.c_size_t]
+        trim.restype = ctypes.c_int
+        return trim
+
+    @property
+    def available(self) -> bool:
+        return self._trim is not None
+
+    def note_freed(self, nbytes: int, timer: Any) -> None:
+        if self._trim is None:
+            return
+        self.freed += nbytes
+        if self.freed >= self.min_bytes and not self.pending and timer is not None:
+            self.pending = True
+            timer.call_later(0, self.trim)
+
+    def trim(self) -> None:
+        self.pending = False
+        self.freed = 0
+        if self._trim is not None:
+            self.trims += 1
+            self._trim(0)
+
+
+MALLOC_TRIM = MallocTrim()
+
+
+def zlib_context_bytes(wbits: int, mem_level: int) -> tuple[int, int]:
+    """Approximate heap bytes of a zlib ``(compressor, decompressor)`` (zlib's own formulas)."""
+    return (1 << (wbits + 2)) + (1 << (mem_level + 9)) + 6 * 1024, (1 << wbits) + 7 * 1024
+
+
 class TunedPerMessageDeflate(PerMessageDeflate):
     """Autobahn's permessage-deflate with a configurable zlib level, exact
-    negotiated windows, and without idle zlib contexts when context takeover
-    is off.
+    negotiated windows, without idle zlib contexts when context takeover
+    is off, and hibernation of idle connections when it is on.
 
     Autobahn always compresses at zlib's default level (6, which wskit keeps
     by default; see docs/performance.md for what other levels cost and save).
@@ -65,6 +225,28 @@ class TunedPerMessageDeflate(PerMessageDeflate):
     idle connection still holds it; this class drops it once the message is
     done, which is what no context takeover is for (zlib's state is most of
     a compressed connection's memory).
+
+    **Hibernation.** With context takeover, all a direction of the stream
+    needs between messages is its last window of plaintext
+    (:class:`DeflateWindow`, tracked as messages go through): after
+    ``hibernate_after`` idle seconds (:attr:`CompressionSettings.hibernate_after`)
+    :meth:`hibernate` frees the zlib objects (~40 KiB at 12 bits, memLevel 5)
+    and keeps only the windows (at most 2 x 4 KiB); the next message in
+    either direction rebuilds the compressor or decompressor primed with its
+    window as ``zdict``. The peer's inflater holds exactly those bytes, so
+    back-references stay valid and the ratio is unchanged.
+    The idle check rides on the factory's batched timer: one pending call per
+    active connection, re-armed at most once per ``hibernate_after`` seconds.
+
+    **For shared compression** (a group of connections fed by one
+    compressor): :meth:`sent_window` gives the last window of plaintext this
+    connection sent through its deflate stream; :meth:`replace_compressor`
+    hands it a compressor (e.g. a ``copy()`` of the group's) with the window
+    that compressor has seen; :meth:`drop_compressor` frees its own while
+    something else compresses for it. A compressor primed with any suffix of
+    what the peer's window holds (even nothing) produces a valid stream, so
+    after :meth:`drop_compressor` the next message is still correct, just
+    compressed without history.
 
     The window fields hold the RFC 7692 values negotiated (8-15); zlib gets
     what :func:`wskit.deflate.zlib_compress_window` and
@@ -77,11 +259,19 @@ class TunedPerMessageDeflate(PerMessageDeflate):
     # This connection's place among the shared broadcast compressors
     # (a wskit.shared_deflate.ShareState), on a server that shares them.
     share: Any = None
-
-    def drop_compressor(self) -> None:
-        """Forget the outgoing compressor (the next message starts a new one, or
-        one :attr:`share` hands over)."""
-        self._compressor = None
+    # Set by tune_extension: seconds idle before hibernating (0: never,
+    # HIBERNATE_EVERY_MESSAGE: after each message) and the batched timer.
+    hibernate_after: float = 0.0
+    _timer: Any = None
+    _hibernate_call: Any = None
+    _active = False
+    _sending = False
+    _receiving = False
+    # Plaintext windows, per direction; None while that direction resets per message.
+    _sent: DeflateWindow | None = None
+    _received: DeflateWindow | None = None
+    hibernations = 0
+    wakeups = 0
 
     def _sending_resets(self) -> bool:
         return self.server_no_context_takeover if self._is_server else self.client_no_context_takeover
@@ -89,52 +279,208 @@ class TunedPerMessageDeflate(PerMessageDeflate):
     def _receiving_resets(self) -> bool:
         return self.client_no_context_takeover if self._is_server else self.server_no_context_takeover
 
+    def _compress_bits(self) -> int:
+        return self.server_max_window_bits if self._is_server else self.client_max_window_bits
+
+    def _inflate_bits(self) -> int:
+        return zlib_inflate_window(self.client_max_window_bits if self._is_server else self.server_max_window_bits)
+
+    def track_windows(self) -> None:
+        """Start keeping each context-takeover direction's plaintext window
+        (called once the negotiated windows are final)."""
+        self._sent = None if self._sending_resets() else DeflateWindow(1 << zlib_compress_window(self._compress_bits())[0])
+        self._received = None if self._receiving_resets() else DeflateWindow(1 << self._inflate_bits())
+
+    # -- sending ------------------------------------------------------------
+
     def start_compress_message(self) -> None:
         share = self.share
         if share is not None and (share.member or share.pending is not None):
             # Leaving a shared broadcast compressor: continue from its state.
-            compressor = share.split(self)
-            if compressor is not None:
-                self._compressor = compressor
-        bits = self.server_max_window_bits if self._is_server else self.client_max_window_bits
+            handed = share.split(self)
+            if handed is not None:
+                self.replace_compressor(*handed)
+        self._sending = True
         if self._compressor is None or self._sending_resets():
-            wbits, strategy = zlib_compress_window(bits)
-            self._compressor = zlib.compressobj(self.level, zlib.DEFLATED, -wbits, self.mem_level, strategy)
+            wbits, strategy = zlib_compress_window(self._compress_bits())
+            window = self._sent
+            if window is not None and window.length:
+                self.wakeups += 1
+                self._compressor = zlib.compressobj(
+                    self.level, zlib.DEFLATED, -wbits, self.mem_level, strategy, window.value())
+            else:
+                self._compressor = zlib.compressobj(self.level, zlib.DEFLATED, -wbits, self.mem_level, strategy)
+        if not self._active:
+            self._mark_active()
+
+    def compress_message_data(self, data: bytes) -> bytes:
+        if self._sent is not None:
+            self._sent.append(data)
+        return self._compressor.compress(data)
 
     def end_compress_message(self) -> bytes:
-        data = super().end_compress_message()
+        data = self._compressor.flush(zlib.Z_SYNC_FLUSH)[:-4]
+        self._sending = False
         self.compressed_messages += 1
         if self._sending_resets():
             self._compressor = None
+        elif self.hibernate_after < 0:
+            self.hibernate()
         return data
 
+    # -- receiving ----------------------------------------------------------
+
     def start_decompress_message(self) -> None:
-        bits = self.client_max_window_bits if self._is_server else self.server_max_window_bits
+        self._receiving = True
         if self._decompressor is None or self._receiving_resets():
-            self._decompressor = zlib.decompressobj(-zlib_inflate_window(bits))
+            window = self._received
+            if window is not None and window.length:
+                self.wakeups += 1
+                self._decompressor = zlib.decompressobj(-self._inflate_bits(), window.value())
+            else:
+                self._decompressor = zlib.decompressobj(-self._inflate_bits())
         self._decompress_message_size = 0
+        if not self._active:
+            self._mark_active()
+
+    def decompress_message_data(self, data: bytes, max_output_len: int | None = None) -> bytes:
+        # Autobahn's method (output bounded by max_message_size and the protocol's
+        # remaining budget), with the output added to the window: one frame less per call.
+        limit = max_output_len
+        if self.max_message_size is not None:
+            remaining = self.max_message_size - self._decompress_message_size
+            limit = remaining if limit is None or remaining < limit else limit
+        decompressor = self._decompressor
+        try:
+            if limit is None:
+                out = decompressor.decompress(data)
+            else:
+                # zlib takes a max_length of 0 as "unlimited": an exhausted budget allows
+                # 1 byte, so any output then exceeds it.
+                out = decompressor.decompress(data, limit if limit > 0 else 1)
+        except zlib.error as exc:
+            raise PayloadCorruptError(f"invalid permessage-deflate data: {exc}") from exc
+        self._decompress_message_size += len(out)
+        if limit is not None and (decompressor.unconsumed_tail or len(out) > limit):
+            raise PayloadExceededError(
+                "WebSocket message exceeds decompression limit "
+                f"(max_message_size={self.max_message_size}, max_output_len={max_output_len})"
+            )
+        if self._received is not None:
+            self._received.append(out)
+        return out
 
     def end_decompress_message(self) -> None:
         super().end_decompress_message()
+        self._receiving = False
         if self._receiving_resets():
             self._decompressor = None
+        elif self.hibernate_after < 0:
+            self.hibernate()
+
+    # -- hibernation --------------------------------------------------------
+
+    def _mark_active(self) -> None:
+        self._active = True
+        if self._hibernate_call is None and self.hibernate_after > 0 and self._timer is not None:
+            self._hibernate_call = self._timer.call_later(self.hibernate_after, self._idle_check)
+
+    def _idle_check(self) -> None:
+        self._hibernate_call = None
+        if self._active:
+            # Traffic since the check was armed: look again one delay later.
+            self._active = False
+            self._hibernate_call = self._timer.call_later(self.hibernate_after, self._idle_check)
+        elif not self.hibernate():
+            self._mark_active()  # mid-message: try again later
+
+    @property
+    def hibernating(self) -> bool:
+        """True when no zlib context is held (both directions idle or resetting)."""
+        return self._compressor is None and self._decompressor is None
+
+    def hibernate(self) -> bool:
+        """Free the zlib contexts now, keeping only the plaintext windows.
+
+        Returns False (and frees nothing) in the middle of a message.
+        Safe to call at any time between messages; the next message rebuilds
+        what it needs.
+        """
+        if self._sending or self._receiving:
+            return False
+        freed = 0
+        compress_bytes, inflate_bytes = zlib_context_bytes(self._compress_bits(), self.mem_level)
+        if self._compressor is not None:
+            if self._sent is not None:
+                self._sent.compact()
+            self._compressor = None
+            freed += compress_bytes
+        if self._decompressor is not None:
+            if self._received is not None:
+                self._received.compact()
+            self._decompressor = None
+            freed += inflate_bytes
+        self._active = False
+        if freed:
+            self.hibernations += 1
+            if self.hibernate_after > 0:
+                MALLOC_TRIM.note_freed(freed, self._timer)
+        return True
+
+    def release(self) -> None:
+        """The connection is gone: drop contexts, windows and the pending idle check."""
+        call, self._hibernate_call = self._hibernate_call, None
+        if call is not None:
+            call.cancel()
+        self._compressor = None
+        self._decompressor = None
+        self._sent = self._received = None
+        self.hibernate_after = 0.0
+
+    # -- shared compression -------------------------------------------------
+
+    def sent_window(self) -> bytes:
+        """The last window of plaintext sent through this connection's deflate
+        stream (what the peer's inflater remembers); empty without context takeover."""
+        return self._sent.value() if self._sent is not None else b""
+
+    def replace_compressor(self, compressor: Any, window: bytes) -> None:
+        """Compress from now on with ``compressor``, whose history is ``window``
+        (which must be a suffix of what this connection's peer has received)."""
+        self._compressor = compressor
+        if self._sent is not None:
+            self._sent.reset(window)
+
+    def drop_compressor(self) -> None:
+        """Free this connection's compressor and window (something else compresses
+        for it); the next message of its own starts a fresh, valid context."""
+        self._compressor = None
+        if self._sent is not None:
+            self._sent.reset()
 
 
-def tune_extension(pmce: Any, settings: CompressionSettings, agreement: DeflateAgreement | None = None) -> None:
+def tune_extension(pmce: Any, settings: CompressionSettings, agreement: DeflateAgreement | None = None,
+                   timer: Any = None) -> None:
     """Apply what Autobahn's negotiation has no slot for: zlib level, freeing idle
-    contexts, and (given the negotiation's ``agreement``) the exact windows,
-    including 8 bits, which Autobahn's classes cannot hold."""
+    contexts, hibernation (on ``timer``, the factory's batched timer), and
+    (given the negotiation's ``agreement``) the exact windows, including 8
+    bits, which Autobahn's classes cannot hold."""
     if type(pmce) is PerMessageDeflate:
         # Same object, subclass behaviour: Autobahn keeps its reference to it.
         pmce.__class__ = TunedPerMessageDeflate
         pmce.level = settings.level
-    if agreement is not None and isinstance(pmce, TunedPerMessageDeflate):
+    if not isinstance(pmce, TunedPerMessageDeflate):
+        return
+    if agreement is not None:
         pmce.server_no_context_takeover = agreement.server_no_context_takeover
         pmce.client_no_context_takeover = agreement.client_no_context_takeover
         pmce.server_max_window_bits = agreement.server_max_window_bits
         pmce.client_max_window_bits = agreement.client_max_window_bits
+    pmce.track_windows()
+    pmce.hibernate_after = hibernate_delay(settings)
+    pmce._timer = timer
     mode = getattr(settings, "broadcast_compression", PER_CONNECTION)
-    if isinstance(pmce, TunedPerMessageDeflate) and pmce._is_server and mode != PER_CONNECTION:
+    if pmce._is_server and mode != PER_CONNECTION:
         pmce.share = ShareState(share_params(
             mode, pmce.server_max_window_bits, pmce.mem_level, pmce.level, pmce.server_no_context_takeover))
 

@@ -92,6 +92,9 @@ SERVER_OPTIONS: tuple[Option, ...] = (
     Option("broadcast-compression", str, _C.broadcast_compression, "how broadcasts are compressed: "
            "shared (one compressor per topic, context takeover kept), fresh (once per broadcast, "
            "no history) or per-connection", metavar="MODE"),
+    Option("compress-hibernate-after", float, _C.hibernate_after, "free an idle connection's zlib "
+           "contexts after this many seconds, keeping only its last window of text (0 = never)",
+           metavar="SECONDS"),
     Option("server-max-window-bits", int, _C.server_max_window_bits, "window the server compresses "
            "with, 9-15", metavar="BITS"),
     Option("client-max-window-bits", int, _C.client_max_window_bits, "window the client is asked to "
@@ -213,6 +216,7 @@ def server_settings(values: dict[str, Any]) -> ServerSettings:
             level=get("compress_level"),
             threshold=get("compress_threshold"),
             broadcast_compression=get("broadcast_compression"),
+            hibernate_after=get("compress_hibernate_after"),
             codecs=tuple(codecs),
         ),
         limits=LimitSettings(

@@ -299,11 +299,15 @@ class ConnectionMixin:
     def _connectionLost(self, reason) -> None:
         self._transport_gone = True
         super()._connectionLost(reason)
+        release = getattr(getattr(self, "_perMessageCompress", None), "release", None)
+        if release is not None:
+            release()  # its zlib contexts and idle check, now rather than at collection
         self._wake_drain_waiters(False)
 
     def _onOpen(self) -> None:
         if self._perMessageCompress is not None and self._compression_settings is not None:
-            tune_extension(self._perMessageCompress, self._compression_settings, self._deflate_agreement)
+            tune_extension(self._perMessageCompress, self._compression_settings, self._deflate_agreement,
+                           getattr(self.factory, "_batched_timer", None))
         super()._onOpen()
 
     def _call_handler(self, method: str, *args: Any) -> None:

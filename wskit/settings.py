@@ -48,6 +48,10 @@ class CompressionSettings:
       ``"per-connection"``: every connection compresses every message itself.
       :mod:`wskit.shared_deflate` explains the mechanism, docs/performance.md
       the measurements.
+    * ``hibernate_after``: seconds a connection with context takeover may stay
+      idle before its zlib contexts are freed, keeping only the last window of
+      plaintext in each direction to rebuild them from on the next message
+      (0 = never; docs/performance.md has the measurements).
     * ``codecs``: extensions to offer/accept, in preference order.
       ``permessage-deflate`` always works; ``permessage-bzip2``,
       ``permessage-snappy`` and ``permessage-brotli`` work when Autobahn can
@@ -62,6 +66,7 @@ class CompressionSettings:
     mem_level: int = 5
     level: int = 6
     threshold: int = 64
+    hibernate_after: float = 5.0
     codecs: tuple[str, ...] = ("permessage-deflate",)
     broadcast_compression: str = "shared"
 
@@ -79,6 +84,8 @@ class CompressionSettings:
             raise SettingsError(f"level must be between -1 and 9, not {self.level}")
         if self.threshold < 0:
             raise SettingsError(f"threshold must be >= 0, not {self.threshold}")
+        if not self.hibernate_after >= 0:
+            raise SettingsError(f"hibernate_after must be >= 0 seconds, not {self.hibernate_after}")
         if not self.codecs:
             raise SettingsError("codecs must name at least one compression extension")
 

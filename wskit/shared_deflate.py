@@ -113,8 +113,9 @@ class ShareState:
         # Left a group having missed its last message: the window to prime the next compressor with.
         self.pending: bytes | None = None
 
-    def split(self, pmce: Any) -> Any:
-        """The compressor this connection continues with once it stops taking the group's frames."""
+    def split(self, pmce: Any) -> tuple[Any, bytes] | None:
+        """The compressor this connection continues with once it stops taking the
+        group's frames, and the window of plaintext it has seen (None: keep its own)."""
         group, pending = self.group, self.pending
         self.pending = None
         if self.member and group is not None:
@@ -122,10 +123,10 @@ class ShareState:
             group.members.pop(self, None)
             self.group = None
             if self.seq == group.seq:
-                return group.compressor.copy()
+                return group.compressor.copy(), group.history
             pending = group.previous  # missed the group's last message
         if pending is not None:
-            return self.params.compressor(pending)
+            return self.params.compressor(pending), pending
         return None
 
 

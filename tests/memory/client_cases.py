@@ -262,3 +262,30 @@ def test_client_deflate_negotiated_compresses_and_inflates(tier):
 
     conn.send(f.frame(f.TEXT, f.deflate_message(b"from the server " * 8), rsv=4, mask=None))
     assert proto.handler.events[-1] == ("message", b"from the server " * 8, False)
+
+
+def test_client_deflate_idle_connection_hibernates_and_resumes_its_streams(tier):
+    import zlib
+
+    conn, request = start_client(tier, compression=CompressionSettings(threshold=16, hibernate_after=2))
+    conn.send(f.switching_protocols(request, protocol="wskit.echo",
+                                    extensions="permessage-deflate; server_max_window_bits=12; client_max_window_bits=10"))
+    proto = conn.proto
+    pmce = proto._perMessageCompress
+    inflater = zlib.decompressobj(-10)  # the server's: exactly the window it asked of the client
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -12)
+    outgoing = "the client says the same thing again " * 3
+    incoming = b"the server says the same thing again " * 3
+    sizes = []
+    for round_ in range(3):
+        proto.send_text(outgoing)
+        (sent,) = conn.frames()
+        assert sent.rsv == 4 and inflater.decompress(sent.payload + f.DEFLATE_TAIL) == outgoing.encode()
+        sizes.append(len(sent.payload))
+        data = (compressor.compress(incoming) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        conn.send(f.frame(f.TEXT, data, rsv=4, mask=None))
+        assert proto.handler.events[-1] == ("message", incoming, False)
+        tier.advance(4.5)
+        assert pmce.hibernating, f"round {round_}: zlib contexts still held"
+    assert sizes[1] < sizes[0] and sizes[2] == sizes[1]
+    assert pmce.hibernations == 3 and pmce.wakeups == 4

@@ -1020,6 +1020,79 @@ def test_deflate_server_no_context_takeover_is_announced_and_kept(tier):
     assert conn.proto._perMessageCompress._compressor is None  # no idle zlib context kept
 
 
+def _deflater(window_bits):
+    """A client's compressor that keeps its context across messages."""
+    import zlib
+
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -window_bits)
+    return lambda data: (compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def test_deflate_idle_connection_hibernates_and_resumes_its_streams(tier):
+    settings = memory_settings(compression=CompressionSettings(hibernate_after=2),
+                               timeouts=TimeoutSettings(auto_ping_interval=0))
+    conn = tier.connect(tier.server(settings))
+    head = conn.open(extensions="permessage-deflate; client_max_window_bits")
+    assert "client_max_window_bits=12" in head.header("sec-websocket-extensions")
+    deflate, inflate = _deflater(12), _inflater(12)
+    pmce = conn.proto._perMessageCompress
+    message = b"hibernate, then take up the same words again " * 3
+    sizes = []
+    for round_ in range(3):
+        conn.send(f.frame(f.TEXT, deflate(message), rsv=4))
+        (echo,) = conn.frames()
+        assert echo.rsv == 4 and inflate(echo.payload) == message
+        sizes.append(len(echo.payload))
+        assert not pmce.hibernating
+        tier.advance(1.5)
+        assert not pmce.hibernating  # not idle long enough yet
+        tier.advance(3)  # idle for 2-4 s: the batched idle check has run
+        assert pmce.hibernating, f"round {round_}: zlib contexts still held"
+    # Every echo after the first referred back across a hibernation.
+    assert sizes[1] < sizes[0] and sizes[2] == sizes[1]
+    assert pmce.hibernations == 3 and pmce.wakeups == 4
+
+
+def test_deflate_busy_connection_does_not_hibernate(tier):
+    settings = memory_settings(compression=CompressionSettings(hibernate_after=2),
+                               timeouts=TimeoutSettings(auto_ping_interval=0))
+    conn = tier.connect(tier.server(settings))
+    conn.open(extensions="permessage-deflate; client_max_window_bits")
+    deflate, inflate = _deflater(12), _inflater(12)
+    pmce = conn.proto._perMessageCompress
+    for i in range(12):
+        message = f"message {i} of a busy connection ".encode() * 4
+        conn.send(f.frame(f.TEXT, deflate(message), rsv=4))
+        (echo,) = conn.frames()
+        assert inflate(echo.payload) == message
+        assert not pmce.hibernating
+        tier.advance(1)
+    assert pmce.hibernations == 0
+
+
+def test_deflate_hibernation_off_keeps_the_contexts(tier):
+    settings = memory_settings(compression=CompressionSettings(hibernate_after=0),
+                               timeouts=TimeoutSettings(auto_ping_interval=0))
+    conn = tier.connect(tier.server(settings))
+    conn.open(extensions="permessage-deflate")
+    conn.send(f.text("compress me " * 20))
+    conn.frames()
+    tier.advance(60)
+    assert conn.proto._perMessageCompress._compressor is not None
+
+
+def test_deflate_contexts_are_released_when_the_connection_ends(tier):
+    settings = memory_settings(compression=CompressionSettings(hibernate_after=30))
+    conn = tier.connect(tier.server(settings))
+    conn.open(extensions="permessage-deflate")
+    pmce = conn.proto._perMessageCompress
+    conn.send(f.text("compress me " * 20))
+    assert pmce._hibernate_call is not None
+    conn.proto.close(1000)
+    finish_close(tier, conn)
+    assert pmce.hibernating and pmce._hibernate_call is None and pmce._sent is None
+
+
 def test_deflate_offer_ignored_when_compression_is_off(tier):
     conn = tier.connect(tier.server())
     head = conn.open(extensions="permessage-deflate; client_max_window_bits")
