@@ -26,6 +26,7 @@ from typing import Any
 import txaio
 
 from wskit.errors import HubUnavailable
+from wskit.futures import chain, then_both
 from wskit.history import Recovery, TopicHistory
 from wskit.hub import Hub
 from wskit.settings import AppSettings
@@ -283,7 +284,7 @@ class ChatService:
             # Both reads go out at once (pipelined on the hub's connection).
             history = txaio.as_future(self.hub.history, topic, since=since, since_epoch=epoch, ttl=self.ttl)
             present = txaio.as_future(self.hub.presence, topic)
-            return _then(history, lambda recovery: _then(present, lambda found: (recovery, found)))
+            return chain(history, lambda recovery: chain(present, lambda found: (recovery, found)))
 
         def answered(results: tuple) -> Joined:
             recovery, present = results
@@ -300,7 +301,7 @@ class ChatService:
 
         d = txaio.as_future(self.hub.presence_join, topic, member_id, nick, ttl=self.ttl)
         for callback in (claimed, subscribed, answered):
-            d = _then(d, callback)
+            d = chain(d, callback)
         txaio.add_callbacks(d, None, refused)
         return d
 
@@ -391,33 +392,8 @@ def _unavailable() -> BadMessage:
                                    "reconnecting to it): try again shortly")
 
 
-def _then(d: Any, callback: Callable[[Any], Any]) -> Any:
-    """``d`` followed by ``callback`` (which may return a future), as a new future."""
-    out = txaio.create_future()
-
-    def ok(value: Any) -> None:
-        try:
-            result = callback(value)
-        except Exception:
-            txaio.reject(out, txaio.create_failure())
-            return
-        if result is not None and txaio.is_future(result):
-            txaio.add_callbacks(result, lambda v: txaio.resolve(out, v), lambda f: txaio.reject(out, f))
-        else:
-            txaio.resolve(out, result)
-
-    txaio.add_callbacks(d, ok, lambda fail: txaio.reject(out, fail))
-    return out
-
-
 def _unavailable_as_bad_message(d: Any, convert: Callable[[Any], Any]) -> Any:
-    out = txaio.create_future()
-
-    def failed(fail: Any) -> None:
-        txaio.reject(out, _unavailable() if isinstance(fail.value, HubUnavailable) else fail)
-
-    txaio.add_callbacks(d, lambda value: txaio.resolve(out, convert(value)), failed)
-    return out
+    return then_both(d, convert, lambda fail: _unavailable() if isinstance(fail.value, HubUnavailable) else fail)
 
 
 def _optional_since(msg: dict) -> tuple[int | None, str | None]:

@@ -47,6 +47,7 @@ import txaio
 from . import metrics
 from .broadcast import Broadcast
 from .errors import HubUnavailable, SettingsError
+from .futures import chain, gather, then_both
 from .history import Recovery, new_epoch, recover
 from .hub import InProcessHub, Subscriber, process_id
 from .logs import log_failure
@@ -346,7 +347,7 @@ class RedisHub:
         meta, stream = self._room_keys(topic)[:2]
         done = self._script("append", [meta, stream],
                             [self._channel(topic), envelope, entry, size, self._ms(ttl), new_epoch()])
-        return _map(done, lambda reply: (int(reply[0]), _text(reply[1])))
+        return chain(done, lambda reply: (int(reply[0]), _text(reply[1])))
 
     def history(self, topic: str, *, since: int | None = None, since_epoch: str | None = None,
                 ttl: float) -> Any:
@@ -366,7 +367,7 @@ class RedisHub:
                 kept.append((offset, message))
             return recover(kept, top, epoch, since, since_epoch)
 
-        return _map(done, read)
+        return chain(done, read)
 
     # -- presence -------------------------------------------------------------------
 
@@ -393,7 +394,7 @@ class RedisHub:
             self._joining.pop(key, None)
             return fail
 
-        return _then_both(done, joined, failed)
+        return then_both(done, joined, failed)
 
     def presence_leave(self, topic: str, member_id: str) -> None:
         """Remove a member; without Redis, the next connection sets it right."""
@@ -424,7 +425,7 @@ class RedisHub:
             found.sort()
             return [(member_id, info) for _, member_id, info in found]
 
-        return _map(done, listed)
+        return chain(done, listed)
 
     def watch_presence(self, prefix: str, callback: Callable[[str, str, str, str], Any]) -> None:
         """Call ``callback(topic, member id, info, "leave" | "join")`` for members of topics
@@ -549,7 +550,7 @@ class RedisHub:
         self._timer = None
         link = self._link = self._make_link()
         d = link.connect()
-        d = _chain(d, lambda _: self._prepare(link))
+        d = chain(d, lambda _: self._prepare(link))
         txaio.add_callbacks(d, lambda changed: self._connected(link, changed),
                             lambda fail: self._attempt_failed(link, fail))
 
@@ -567,7 +568,7 @@ class RedisHub:
             self._shas = {name: _text(sha) for name, sha in zip(SCRIPTS, shas)}
             return synced
 
-        return _chain(_gather(loads), loaded)
+        return chain(gather(loads), loaded)
 
     def _connected(self, link: Any, changed: list) -> None:
         if link is not self._link or self._state == "stopped":
@@ -710,77 +711,6 @@ def _reason(exc: Any) -> str:
         exc = exc.value
     text = str(exc).strip()
     return text or type(exc).__name__
-
-
-def _map(d: Any, convert: Callable[[Any], Any]) -> Any:
-    out = txaio.create_future()
-
-    def ok(value: Any) -> None:
-        try:
-            result = convert(value)
-        except Exception:
-            txaio.reject(out, txaio.create_failure())
-        else:
-            txaio.resolve(out, result)
-
-    txaio.add_callbacks(d, ok, lambda fail: txaio.reject(out, fail))
-    return out
-
-
-def _chain(d: Any, then: Callable[[Any], Any]) -> Any:
-    out = txaio.create_future()
-
-    def ok(value: Any) -> None:
-        try:
-            result = then(value)
-        except Exception:
-            txaio.reject(out, txaio.create_failure())
-            return
-        if result is not None and txaio.is_future(result):
-            txaio.add_callbacks(result, lambda v: txaio.resolve(out, v), lambda f: txaio.reject(out, f))
-        else:
-            txaio.resolve(out, result)
-
-    txaio.add_callbacks(d, ok, lambda fail: txaio.reject(out, fail))
-    return out
-
-
-def _then_both(d: Any, ok: Callable[[Any], Any], failed: Callable[[Any], Any]) -> Any:
-    """``d`` through ``ok`` or ``failed`` (which returns the failure to pass on)."""
-    out = txaio.create_future()
-
-    def done(value: Any) -> None:
-        try:
-            txaio.resolve(out, ok(value))
-        except Exception:
-            txaio.reject(out, txaio.create_failure())
-
-    txaio.add_callbacks(d, done, lambda fail: txaio.reject(out, failed(fail)))
-    return out
-
-
-def _gather(futures: list) -> Any:
-    """All results in order, or the first failure (not wrapped)."""
-    out = txaio.create_future()
-    results: list[Any] = [None] * len(futures)
-    left = [len(futures)]
-    if not futures:
-        txaio.resolve(out, [])
-        return out
-
-    def ok(value: Any, i: int) -> None:
-        results[i] = value
-        left[0] -= 1
-        if left[0] == 0 and not txaio.is_called(out):
-            txaio.resolve(out, results)
-
-    def failed(fail: Any) -> None:
-        if not txaio.is_called(out):
-            txaio.reject(out, fail)
-
-    for i, future in enumerate(futures):
-        txaio.add_callbacks(future, lambda value, i=i: ok(value, i), failed)
-    return out
 
 
 __all__ = ["RedisAddress", "RedisHub", "channel_pattern", "require_client"]
