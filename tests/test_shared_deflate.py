@@ -111,11 +111,21 @@ class Subscriber:
         self.hub_id = hub_id
         self.shape, self.serializer = shape, serializer
 
+    held: list | None = None  # while set, deliveries wait here (as chat holds them during a join)
+
     def deliver(self, topic, event) -> None:
         if event.exclude is not None and event.exclude == self.hub_id:
             return
+        if self.held is not None:
+            self.held.append(event)
+            return
         if event.send(self.connection, self.shape, self.serializer):
             self.connection.expected.append(event.payload(self.shape, self.serializer))
+
+    def release(self) -> None:
+        held, self.held = self.held or [], None
+        for event in held:
+            self.deliver(None, event)
 
 
 def tick(rng: random.Random, size: int) -> dict:
@@ -132,6 +142,8 @@ actions = st.lists(
         st.tuples(st.just("unsubscribe"), st.integers(0, 7), st.integers(0, 2), st.just(0)),
         st.tuples(st.just("close"), st.integers(0, 7), st.just(0), st.just(0)),
         st.tuples(st.just("burst"), st.integers(0, 2), st.integers(5, 40), st.just(0)),
+        st.tuples(st.just("hold"), st.integers(0, 7), st.just(0), st.just(0)),
+        st.tuples(st.just("release"), st.integers(0, 7), st.just(0), st.just(0)),
     ),
     max_size=60,
 )
@@ -172,6 +184,12 @@ def test_every_subscriber_decodes_every_message(mode, params, script, seed):
             hub.unsubscribe(topics[b], subs[a])
         elif what == "close":
             conns[a].open = False
+        elif what == "hold":
+            subs[a].held = subs[a].held or []
+        elif what == "release":
+            subs[a].release()
+    for sub in subs:
+        sub.release()
     for conn in conns:
         assert conn.decoded() == conn.expected
 
@@ -223,6 +241,29 @@ def test_a_member_that_misses_a_message_and_one_that_sends_privately_split_off_e
         assert conn.decoded() == conn.expected
     assert conns[3]._perMessageCompress.share.member
     assert conns[0]._perMessageCompress.share.member and conns[1]._perMessageCompress.share.member  # rejoined
+
+
+def test_a_delivery_held_back_is_never_counted_as_the_groups_latest():
+    rng = random.Random(4)
+    hub = InProcessHub()
+    conns = [MemoryConnection(SHARED, 9, 5, False) for _ in range(3)]
+    subs = [Subscriber(conn, f"p.{i}") for i, conn in enumerate(conns)]
+    for sub in subs:
+        hub.subscribe("ticks", sub)
+    for _ in range(3):
+        hub.publish("ticks", {None: tick(rng, 100)})
+    subs[0].held = []  # 0 stops taking deliveries while the others go on and join
+    for _ in range(30):
+        hub.publish("ticks", {None: tick(rng, 100)})
+    subs[0].release()  # thirty old messages, then more current ones
+    for _ in range(30):
+        hub.publish("ticks", {None: tick(rng, 100)})
+        if rng.random() < 0.3:
+            subs[1].held = []
+            hub.publish("ticks", {None: tick(rng, 100)})
+            subs[1].release()
+    for conn in conns:
+        assert conn.decoded() == conn.expected
 
 
 def test_fresh_mode_compresses_each_broadcast_once_for_everyone():

@@ -74,9 +74,9 @@ class Broadcast:
         # The hub topic it is published on (set by the hub's fan-out): broadcasts
         # of one topic share a compressor (wskit.shared_deflate).
         self.topic: str | None = topic
-        # Compressed frames: (shape, serializer, deflate parameters) -> frame / (group, frame).
+        # Compressed frames: (shape, serializer, deflate parameters) -> frame / (group, frame, its seq).
         self._fresh: dict[tuple[Hashable, str, Any], bytes] = {}
-        self._shared: dict[tuple[Hashable, str, Any], tuple[Any, bytes]] = {}
+        self._shared: dict[tuple[Hashable, str, Any], tuple[Any, bytes, int]] = {}
         # The (shape, serializer) the previous recipient asked for and its frame:
         # recipients of one fan-out mostly ask for the same, found without a lookup.
         self._last_shape: Any = _NOTHING
@@ -89,6 +89,7 @@ class Broadcast:
         self._group_serializer: Any = None
         self._group: Any = None
         self._group_frame = b""
+        self._group_seq = 0
 
     def payload(self, shape: Hashable, serializer: Serializer) -> bytes:
         if shape not in self.shapes:
@@ -155,26 +156,29 @@ class Broadcast:
                 pmce.drop_compressor()
             return True
         if params is self._group_params and shape is self._group_shape and serializer is self._group_serializer:
-            group, frame = self._group, self._group_frame  # as for the previous compressed recipient
+            group, frame, seq = self._group, self._group_frame, self._group_seq  # as for the previous recipient
         else:
             key = (shape, serializer.name, params)
             entry = self._shared.get(key)
             if entry is None:
                 group = group_for(self.topic, shape, serializer.name, params)
-                entry = self._shared[key] = (group, group.compress(payload, serializer.binary))
-            group, frame = entry
+                frame = group.compress(payload, serializer.binary)
+                entry = self._shared[key] = (group, frame, group.seq)
+            group, frame, seq = entry
             self._group_params, self._group_shape, self._group_serializer = params, shape, serializer
-            self._group, self._group_frame = group, frame
-        if state.member and state.group is group and state.seq == group.seq - 1:
+            self._group, self._group_frame, self._group_seq = group, frame, seq
+        # The group's frame fits a member that has every message before it, if it is
+        # still the group's latest (a delivery held back, e.g. during a join, may not be).
+        if state.member and state.group is group and state.seq == seq - 1 and group.seq == seq:
             if not connection.send_frame(frame, len(payload)):
                 return False
-            state.seq = group.seq
+            state.seq = seq
             return True
         before = pmce.compressed_messages
         if not connection.send_prepared(self.prepared(shape, serializer, False)):
             return False
         if pmce.compressed_messages == before + 1:
-            group.sent_privately(state, pmce, len(payload))
+            group.sent_privately(state, pmce, len(payload), seq)
         return True
 
     def _send_prepared(self, connection: Any, shape: Hashable, serializer: Serializer, payload: bytes) -> bool:

@@ -163,9 +163,14 @@ class SharedDeflateGroup:
         self.compressed += 1
         return frame
 
-    def sent_privately(self, state: ShareState, pmce: Any, length: int) -> None:
-        """A connection not (yet) a member got the group's current message through its own compressor."""
-        seq, done = self.seq, pmce.compressed_messages
+    def sent_privately(self, state: ShareState, pmce: Any, length: int, seq: int) -> None:
+        """A connection not (yet) a member got the group's message ``seq`` through its own compressor."""
+        done = pmce.compressed_messages
+        if seq != self.seq:
+            # An older message, delivered late (held while a join was answered, say):
+            # not the group's latest, so it starts no run.
+            state.group, state.count = None, 0
+            return
         if state.group is self and state.seq == seq - 1 and state.mark == done - 1:
             state.count += length
         else:
