@@ -21,7 +21,7 @@ Z_SYNC_FLUSH. Reported:
 
 CPU is this thread's CPU time, median of --repeat interleaved rounds.
 
-    pip install zlib-ng isal        # or: pip install -e '.[speedups]'
+    pip install zlib-ng isal        # neither is a wskit dependency
     python benchmarks/compression_libraries.py
 """
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import zlib
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from fuzz_support import fuzz_settings
+from hypothesis import given, strategies as st
 
 from wskit.compression import (
     DeflateWindow,
@@ -153,7 +154,7 @@ STEP = st.tuples(
 )
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(120)
 @given(
     is_server=st.booleans(),
     server_bits=st.integers(8, 15),
@@ -247,7 +248,7 @@ def test_release_drops_everything():
 # -- the window ------------------------------------------------------------------------
 
 
-@settings(max_examples=200, deadline=None)
+@fuzz_settings(200)
 @given(size=st.sampled_from([256, 512, 4096]),
        chunks=st.lists(st.binary(min_size=0, max_size=1500), max_size=30))
 def test_the_window_is_the_tail_of_everything_appended(size, chunks):
@@ -379,3 +380,86 @@ def test_many_tiny_payloads_are_joined_not_kept_one_by_one():
         everything += chunk
         assert len(window.parts) <= DeflateWindow.MAX_PARTS
     assert window.value() == everything[-32768:]
+
+
+# -- giving freed memory back ---------------------------------------------------------
+
+
+class FakeTimer:
+    def __init__(self):
+        self.calls = []
+
+    def call_later(self, delay, func, *args):
+        self.calls.append((delay, func, args))
+
+    def run(self):
+        calls, self.calls = self.calls, []
+        for _delay, func, args in calls:
+            func(*args)
+
+
+def test_malloc_trim_runs_once_per_megabyte_freed_on_the_timer():
+    from wskit.compression import MallocTrim
+
+    trims = []
+    trimmer = MallocTrim(min_bytes=1000)
+    trimmer._trim = trims.append
+    timer = FakeTimer()
+    trimmer.note_freed(600, timer)
+    assert timer.calls == []  # not enough freed yet
+    trimmer.note_freed(600, timer)
+    trimmer.note_freed(600, timer)
+    assert len(timer.calls) == 1  # one trim per timer bucket, however many hibernations
+    timer.run()
+    assert trims == [0] and trimmer.freed == 0
+    trimmer.note_freed(1500, timer)
+    timer.run()
+    assert trims == [0, 0]
+
+
+def test_a_lost_timer_does_not_hold_trims_back():
+    import gc
+
+    from wskit.compression import MallocTrim
+
+    trims = []
+    trimmer = MallocTrim(min_bytes=1000)
+    trimmer._trim = trims.append
+    lost = FakeTimer()
+    trimmer.note_freed(2000, lost)
+    del lost  # its loop is gone: the trim it was given never runs
+    gc.collect()
+    other = FakeTimer()
+    trimmer.note_freed(2000, other)
+    other.run()
+    assert trims == [0]
+
+
+def test_malloc_trim_is_a_no_op_without_the_c_function():
+    from wskit.compression import MallocTrim
+
+    trimmer = MallocTrim(min_bytes=1)
+    trimmer._trim = None
+    timer = FakeTimer()
+    trimmer.note_freed(10**9, timer)
+    assert timer.calls == [] and not trimmer.available
+    trimmer.trim()
+
+
+def test_hibernation_on_the_timer_reports_what_it_freed(monkeypatch):
+    from wskit import compression
+
+    noted = []
+    monkeypatch.setattr(compression.MALLOC_TRIM, "note_freed", lambda n, timer: noted.append((n, timer)))
+    pmce, _ = negotiated(True, 12, 12, False, False)
+    timer = FakeTimer()
+    pmce.hibernate_after, pmce._timer = 5.0, timer
+    peer = PlainPeer(12, False, 12, False)
+    assert peer.inflate(send(pmce, b"words " * 50)) == b"words " * 50
+    assert receive(pmce, peer.compress(b"other words " * 50)) == b"other words " * 50
+    assert len(timer.calls) == 1 and timer.calls[0][0] == 5.0  # the idle check, armed once
+    timer.run()  # traffic since it was armed: re-armed
+    assert not pmce.hibernating and len(timer.calls) == 1
+    timer.run()  # idle for a whole delay: hibernates, not re-armed
+    assert pmce.hibernating and timer.calls == []
+    assert noted == [(4096 * 4 + 2 ** 14 + 6 * 1024 + 4096 + 7 * 1024, timer)]

@@ -12,6 +12,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
+import weakref
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -168,7 +169,9 @@ class MallocTrim:
     def __init__(self, min_bytes: int = 1 << 20):
         self.min_bytes = min_bytes
         self.freed = 0
-        self.pending = False
+        # Timers with a trim scheduled: weak, so a timer whose loop is gone
+        # (its trim never runs) does not hold trims back for the others.
+        self.pending: weakref.WeakSet[Any] = weakref.WeakSet()
         self.trims = 0
         self._trim = self._find_malloc_trim()
 
@@ -193,14 +196,15 @@ class MallocTrim:
         if self._trim is None:
             return
         self.freed += nbytes
-        if self.freed >= self.min_bytes and not self.pending and timer is not None:
-            self.pending = True
-            timer.call_later(0, self.trim)
+        if self.freed >= self.min_bytes and timer is not None and timer not in self.pending:
+            self.pending.add(timer)
+            timer.call_later(0, self.trim, timer)
 
-    def trim(self) -> None:
-        self.pending = False
-        self.freed = 0
-        if self._trim is not None:
+    def trim(self, timer: Any = None) -> None:
+        if timer is not None:
+            self.pending.discard(timer)
+        if self._trim is not None and self.freed:
+            self.freed = 0
             self.trims += 1
             self._trim(0)
 
@@ -208,9 +212,14 @@ class MallocTrim:
 MALLOC_TRIM = MallocTrim()
 
 
-def zlib_context_bytes(wbits: int, mem_level: int) -> tuple[int, int]:
-    """Approximate heap bytes of a zlib ``(compressor, decompressor)`` (zlib's own formulas)."""
-    return (1 << (wbits + 2)) + (1 << (mem_level + 9)) + 6 * 1024, (1 << wbits) + 7 * 1024
+def zlib_compressor_bytes(wbits: int, mem_level: int) -> int:
+    """Approximate heap bytes of a zlib compressor (zlib's own formula, plus its state)."""
+    return (1 << (wbits + 2)) + (1 << (mem_level + 9)) + 6 * 1024
+
+
+def zlib_decompressor_bytes(wbits: int) -> int:
+    """Approximate heap bytes of a zlib decompressor (its window plus its state)."""
+    return (1 << wbits) + 7 * 1024
 
 
 class TunedPerMessageDeflate(PerMessageDeflate):
@@ -409,17 +418,16 @@ class TunedPerMessageDeflate(PerMessageDeflate):
         if self._sending or self._receiving:
             return False
         freed = 0
-        compress_bytes, inflate_bytes = zlib_context_bytes(self._compress_bits(), self.mem_level)
         if self._compressor is not None:
             if self._sent is not None:
                 self._sent.compact()
             self._compressor = None
-            freed += compress_bytes
+            freed += zlib_compressor_bytes(zlib_compress_window(self._compress_bits())[0], self.mem_level)
         if self._decompressor is not None:
             if self._received is not None:
                 self._received.compact()
             self._decompressor = None
-            freed += inflate_bytes
+            freed += zlib_decompressor_bytes(self._inflate_bits())
         self._active = False
         if freed:
             self.hibernations += 1
