@@ -12,7 +12,8 @@ import random
 import zlib
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from fuzz_support import fuzz_settings
+from hypothesis import given, strategies as st
 
 from wskit.broadcast import Broadcast
 from wskit.compression import HIBERNATE_EVERY_MESSAGE, TunedPerMessageDeflate
@@ -149,7 +150,7 @@ actions = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(150)
 @given(
     mode=st.sampled_from([SHARED, FRESH, PER_CONNECTION]),
     params=st.lists(st.tuples(st.sampled_from([8, 9, 10, 12, 15]), st.sampled_from([1, 5, 8]), st.booleans(),
