@@ -555,15 +555,10 @@ class ServerProtocolMixin(ConnectionMixin):
 
     def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> Any:
         self._answering_close = True
-        # A close frame without a code is answered with 1000 (normal closure), not echoed empty.
-        echo = self.echoCloseCodeReason
-        if code is None:
-            self.echoCloseCodeReason = False
         try:
             return super().onCloseFrame(code, reasonRaw)
         finally:
             self._answering_close = False
-            self.echoCloseCodeReason = echo
 
     def dropConnection(self, abort: bool = False) -> None:
         # Once both close frames have been exchanged, Autobahn's server drops
