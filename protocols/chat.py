@@ -296,14 +296,14 @@ class ChatService:
             self._drop(member, room)
             if isinstance(fail.value, HubUnavailable):
                 self.hub.presence_leave(topic, member_id)
-                raise _unavailable()
+                return _unavailable()
             return fail
 
         d = txaio.as_future(self.hub.presence_join, topic, member_id, nick, ttl=self.ttl)
         for callback in (claimed, subscribed, answered):
             d = chain(d, callback)
-        txaio.add_callbacks(d, None, refused)
-        return d
+        # Not add_callbacks(d, None, refused): an asyncio future keeps its outcome whatever the errback does.
+        return then_both(d, lambda joined: joined, refused)
 
     def _drop(self, member: Any, room: str) -> str | None:
         """Forget ``member`` in ``room`` on this server; its nick, or None if it was not there."""

@@ -299,6 +299,12 @@ async def _restart_mid_chat(redis: RedisServer, a: Server, b: Server) -> None:
     while (reply := await bob.recv(timeout=5))["type"] != "error":
         pass
     assert reply["code"] == "unavailable"
+    # A join is refused the same way on both backends, and the connection stays open.
+    for peer in (ann, bob):
+        await peer.send({"type": "join", "room": new_room("closed"), "nick": "late"})
+        while (reply := await peer.recv(timeout=5))["type"] != "error":
+            pass
+        assert reply["code"] == "unavailable", reply
     # A pubsub publish reaches this server's subscribers, and the publisher is told it went no further.
     pub = await open_peer(b, ["wskit.pubsub.v1.msgpack"])
     await pub.send({"type": "publish", "topic": "outage.news", "data": "local"})
@@ -372,6 +378,23 @@ def test_serve_without_redis_fails_with_one_line():
         assert out.returncode == 1
         assert out.stderr.strip().splitlines()[-1].startswith(
             f"wskit: cannot connect to Redis at 127.0.0.1:{port}/0: "), out.stderr
+        assert "Traceback" not in out.stderr
+
+
+def test_workers_without_redis_fail_with_the_reason():
+    import subprocess
+    import sys
+
+    from support import free_port, python_env
+
+    for backend in ("twisted", "asyncio"):
+        port = free_port()
+        out = subprocess.run([sys.executable, "-m", "wskit", "serve", "--backend", backend, "--port", "0",
+                              "--workers", "2", "--hub", f"redis://127.0.0.1:{port}/0"],
+                             capture_output=True, text=True, env=python_env(), timeout=60)
+        assert out.returncode == 1, out.stderr
+        assert f"cannot connect to Redis at 127.0.0.1:{port}/0" in out.stderr, out.stderr
+        assert "serving" not in out.stderr
         assert "Traceback" not in out.stderr
 
 

@@ -22,6 +22,7 @@ from autobahn.asyncio.websocket import (  # noqa: E402
     WebSocketClientProtocol as _ClientProtocol,
     WebSocketServerFactory as _ServerFactory,
     WebSocketServerProtocol as _ServerProtocol,
+    yields,
 )
 
 from . import metrics, metrics_http  # noqa: E402
@@ -51,6 +52,28 @@ class _AsyncioConnection:
     def buffered_amount(self) -> int:
         transport = self.transport
         return transport.get_write_buffer_size() if transport is not None else 0
+
+    def _message_result(self, result: Any) -> None:
+        # As Autobahn's _onMessage: a coroutine or future onMessage returned runs as a task.
+        if yields(result):
+            asyncio.ensure_future(result)
+
+    def data_received(self, data: bytes) -> None:
+        # Autobahn queues each read and parses it from a future's callback, a new
+        # future per read; asyncio never calls this re-entrantly, so parse it now
+        # (Autobahn's queue then stays empty and its future unresolved).
+        if self.transport is None:
+            return
+        try:
+            self._dataReceived(data)
+        except Exception:
+            # What Autobahn's receive loop does, as Twisted does for dataReceived():
+            # log it and drop the connection.
+            self.log.error(
+                "dropping connection: unhandled error while processing received data:\n{tb}",
+                tb=txaio.failure_format_traceback(txaio.create_failure()),
+            )
+            self._closeConnection(abort=True)
 
     def _pause_transport_reading(self) -> None:
         self.transport.pause_reading()

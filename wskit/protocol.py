@@ -15,10 +15,12 @@ from urllib.parse import urlsplit
 import txaio
 from autobahn.util import encode_truncate
 from autobahn.websocket.compress import PERMESSAGE_COMPRESSION_EXTENSION
+from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
 from txaio._common import _BatchedCall, _BatchedTimer  # the timer Autobahn's factories use
 
 from . import metrics
+from .frames import FIN_BINARY, FIN_TEXT, MASK_BIT, frame_header, new_mask, unmask
 from .compression import (
     DEFLATE,
     ClientCompression,
@@ -50,6 +52,7 @@ MAX_BYTES_AFTER_FAILURE = 64 * 1024
 # deadline, for their transports to report the loss (one loop turn, normally).
 ABORT_GRACE_SECONDS = 1.0
 ALLOWED_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
+STATE_OPEN = WebSocketProtocol.STATE_OPEN
 
 
 class ConnectionMixin:
@@ -102,7 +105,7 @@ class ConnectionMixin:
 
     @property
     def is_connected(self) -> bool:
-        return self.state == self.STATE_OPEN
+        return self.state == STATE_OPEN
 
     @property
     def writable(self) -> bool:
@@ -266,17 +269,80 @@ class ConnectionMixin:
     # -- Autobahn hooks ------------------------------------------------
 
     def sendMessage(self, payload, isBinary=False, fragmentSize=None, sync=False, doNotCompress=False):
+        length = len(payload)
         # Tiny messages grow under deflate and cost a compressor call each.
-        if len(payload) < self.compress_threshold:
+        if length < self.compress_threshold:
             doNotCompress = True
-        super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
+        if (self.state != STATE_OPEN or fragmentSize is not None or sync
+                or not (doNotCompress or self._perMessageCompress is None)
+                or type(payload) is not bytes or not (isBinary is True or isBinary is False)
+                or 0 < self.maxMessagePayloadSize < length or 0 < self.autoFragmentSize < length
+                or self.logFrames or self.trackedTimings or not _fast_send_class(type(self))):
+            super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
+            return
+        # One unfragmented, uncompressed data frame: what Autobahn's sendMessage and
+        # sendFrame would write, with the same traffic counts, in one header build and one write.
+        stats = self.trafficStats
+        stats.outgoingWebSocketMessages += 1
+        stats.outgoingOctetsAppLevel += length
+        stats.outgoingOctetsWebSocketLevel += length
+        stats.outgoingWebSocketFrames += 1
+        first = FIN_BINARY if isBinary else FIN_TEXT
+        if self.maskServerFrames if self.factory.isServer else self.maskClientFrames:
+            mask = new_mask()
+            if self.applyMask:
+                payload = unmask(payload, mask)  # masking is its own inverse
+            data = frame_header(first, length, mask) + payload
+        elif length <= 125:
+            data = bytes((first, length)) + payload
+        else:
+            data = frame_header(first, length) + payload
+        if self.send_queue or self.logOctets:
+            self.sendData(data)
+            return
+        self.transport.write(data)
+        if self._writing_paused:
+            self._paused_bytes += len(data)
+        stats.outgoingOctetsWireLevel += len(data)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        # Twisted transports only signal their high-water mark: count what is queued past it.
+        if self._writing_paused:
+            self._paused_bytes += len(data)
+        # Autobahn's own, less its per-write debug line (whose arguments are built
+        # on every write, logging on or off); queued and chopped writes go through it.
+        if sync or chopsize or self.logOctets or self.send_queue:
+            super().sendData(data, sync, chopsize)
+            return
+        self.transport.write(data)
+        state = self.state
+        if state == STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+        elif state == self.STATE_CONNECTING or state == self.STATE_PROXY_CONNECTING:
+            self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
+
+    def _message_result(self, result: Any) -> None:
+        """What ``onMessage`` returned, as Autobahn's ``_onMessage`` treats it (Twisted: nothing)."""
 
     def _fail_connection(self, code: int = 1001, reason: str = "going away") -> None:
         self._failed = True
         super()._fail_connection(code, reason)
 
     def _dataReceived(self, data: bytes) -> None:
-        super()._dataReceived(data)
+        if (self.state == STATE_OPEN and not self.data and not self._parsing and not self._reading_paused
+                and not self.logOctets and self._whole_frames_apply()):
+            # Autobahn's _dataReceived and consumeData, for a read that starts at a frame.
+            self.trafficStats.incomingOctetsWireLevel += len(data)
+            self.data = data
+            self._parsing = True
+            try:
+                more = self._receive_whole_frames()
+            finally:
+                self._parsing = False
+            if more and self.state != self.STATE_CLOSED:
+                self.consumeData()
+        else:
+            super()._dataReceived(data)
         # After a violation (1002/1007/1009) the connection waits for the peer's close frame, but a
         # frame refused half-way (a message that inflated past the limit) leaves the rest of its
         # bytes, and anything after them, unparsable: buffering it until the close timeout would
@@ -290,11 +356,112 @@ class ConnectionMixin:
     def processData(self) -> bool:
         if self._reading_paused:
             return False  # held until resume_reading()
+        if self._parsing:
+            # Bytes delivered from inside a message callback: the running loop reads them next.
+            return False
         self._parsing = True
         try:
+            if self.state == STATE_OPEN and self._whole_frames_apply():
+                return self._receive_whole_frames()
             return super().processData()
         finally:
             self._parsing = False
+
+    def _whole_frames_apply(self) -> bool:
+        """May :meth:`_receive_whole_frames` read the next frame (outside a frame and a
+        message, nothing that watches individual frames or messages)?"""
+        return (self.current_frame is None and not self.inside_message and not self.logFrames
+                and not self.trackedTimings and self._listeners is None and self._parent is None
+                and self.applyMask and _fast_receive_class(type(self)))
+
+    def _receive_whole_frames(self) -> bool:
+        """Deliver the whole, unfragmented, uncompressed data frames at the head of the buffer.
+
+        What Autobahn's parser would do for them, checks, counts and callbacks
+        included, less its per-frame objects and calls. The first frame this
+        does not take (a control frame, a fragment, a compressed or incomplete
+        frame, a size or UTF-8 violation, anything unusual) goes to Autobahn's
+        general parser from its first byte, which decides what it means.
+        """
+        data = self.data
+        size = len(data)
+        pos = 0
+        masked = MASK_BIT if self.factory.isServer else 0
+        max_frame = self.maxFramePayloadSize
+        max_message = self.maxMessagePayloadSize
+        validate = self.utf8validateIncoming
+        stats = self.trafficStats
+        general = stopped = False
+        try:
+            while size - pos >= 2:
+                first = data[pos]
+                second = data[pos + 1]
+                if (first != FIN_BINARY and first != FIN_TEXT) or (second & MASK_BIT) != masked:
+                    general = True
+                    break
+                length = second & 0x7F
+                start = pos + 2
+                if length == 126:
+                    length = (data[start] << 8) | data[start + 1] if size - start >= 2 else 0
+                    if length < 126:  # incomplete, or not the minimal encoding
+                        general = True
+                        break
+                    start += 2
+                elif length == 127:
+                    length = int.from_bytes(data[start:start + 8], "big") if size - start >= 8 else 0
+                    if length <= 0xFFFF or length > 0x7FFFFFFFFFFFFFFF:
+                        general = True
+                        break
+                    start += 8
+                if masked:
+                    mask = data[start:start + 4]
+                    start += 4
+                end = start + length
+                if end > size or 0 < max_message < length or 0 < max_frame < length:
+                    general = True
+                    break
+                if masked and length:
+                    payload = unmask(data[start:end], mask)
+                else:
+                    payload = data[start:end]
+                is_binary = first == FIN_BINARY
+                if not is_binary and validate and not payload.isascii():
+                    try:
+                        payload.decode("utf-8")
+                    except UnicodeDecodeError:
+                        general = True  # Autobahn fails the connection with its own reason
+                        break
+                pos = end
+                stats.incomingOctetsWebSocketLevel += length
+                stats.incomingOctetsAppLevel += length
+                stats.incomingWebSocketFrames += 1
+                stats.incomingWebSocketMessages += 1
+                if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
+                    self._cancelAutoPingTimeoutCall()
+                # Autobahn's _onMessage, whose only work besides is the backend's use of the result.
+                result = self.onMessage(payload, is_binary)
+                if result is not None:
+                    self._message_result(result)
+                current = self.data
+                if current is not data:
+                    # The buffer changed from inside the callback: bytes were added (read on
+                    # from where this loop is), or it was emptied.
+                    data = data[pos:] + current[size:] if len(current) > size else current
+                    self.data = data
+                    size = len(data)
+                    pos = 0
+                if (self.state != STATE_OPEN or self._reading_paused or self.logFrames
+                        or self.trackedTimings or self._listeners is not None):
+                    stopped = True
+                    break
+        finally:
+            if pos:
+                self.data = data[pos:] if pos < size else b""
+        if general:
+            return super().processData()
+        # Stopped by the callback: the caller goes on with the rest (Autobahn's parser
+        # when the connection is closing). Otherwise what is left is an incomplete header.
+        return stopped and len(self.data) > 0
 
     def _connectionLost(self, reason) -> None:
         self._transport_gone = True
@@ -478,7 +645,7 @@ class ServerProtocolMixin(ConnectionMixin):
         # Autobahn counts a prepared message it compresses for this connection
         # (through sendMessage), but not one it sends as pre-framed bytes.
         traffic = self._traffic
-        if (traffic is not None and self.state == self.STATE_OPEN
+        if (traffic is not None and self.state == STATE_OPEN
                 and (self._perMessageCompress is None or preparedMsg.doNotCompress)):
             traffic.outgoingWebSocketMessages += 1
             traffic.outgoingOctetsAppLevel += _unmasked_payload_length(preparedMsg.payloadHybi)
@@ -538,13 +705,25 @@ class ServerProtocolMixin(ConnectionMixin):
         self._call_handler("on_open")
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        if self._guard is not None:
-            self._guard.message(payload, isBinary, self._dispatch_message)  # rate limits
+        guard = self._guard
+        if guard is not None and guard.throttle is not None:
+            guard.message(payload, isBinary, self._dispatch_message)  # rate limits
         else:
             self._dispatch_message(payload, isBinary)
 
     def _dispatch_message(self, payload: bytes, isBinary: bool) -> None:
-        self._call_handler("on_message", payload, isBinary)
+        # _call_handler("on_message", ...), written out: it runs for every message.
+        handler = self.handler
+        if handler is None:
+            return
+        try:
+            result = handler.on_message(payload, isBinary)
+        except Exception:
+            self._handler_failed(txaio.create_failure(), "on_message")
+            return
+        if result is not None:
+            future = txaio.as_future(lambda: result)
+            txaio.add_callbacks(future, None, lambda fail: self._handler_failed(fail, "on_message"))
 
     # -- the end of the closing handshake ------------------------------------
 
@@ -660,6 +839,48 @@ class ServerProtocolMixin(ConnectionMixin):
         # A complete HTTP exchange: Autobahn drops the connection next, and would
         # log every page or asset fetch as an unclean drop (a warning) otherwise.
         self.wasClean = True
+
+
+# Autobahn's per-frame hooks the whole-frame paths skip: a class that overrides one
+# of them (Autobahn's streaming API, a frame logger) gets Autobahn's general paths.
+RECEIVE_HOOKS = (
+    "onFrameBegin", "onFrameData", "onFrameEnd", "logRxFrame",
+    "_onMessageBegin", "onMessageBegin", "_onMessageFrameBegin", "onMessageFrameBegin",
+    "_onMessageFrameData", "onMessageFrameData", "_onMessageFrameEnd", "onMessageFrameEnd",
+    "_onMessageFrame", "onMessageFrame", "_onMessageEnd", "onMessageEnd", "_onMessage",
+    "consumeData", "processData",
+)
+SEND_HOOKS = ("sendFrame", "logTxFrame", "sendData")
+# wskit's own overrides of those hooks keep Autobahn's behaviour.
+_OWN_MODULES = ("wskit.protocol", "wskit.twisted", "wskit.asyncio")
+_fast_receive_classes: dict[type, bool] = {}
+_fast_send_classes: dict[type, bool] = {}
+
+
+def _autobahn_defines(cls: type, names: tuple[str, ...]) -> bool:
+    """True when Autobahn's own classes (or wskit's adapters) define every one of ``names`` for ``cls``."""
+    for name in names:
+        for klass in cls.__mro__:
+            if name in klass.__dict__:
+                module = klass.__module__
+                if not (module.startswith("autobahn.") or module in _OWN_MODULES):
+                    return False
+                break
+    return True
+
+
+def _fast_receive_class(cls: type) -> bool:
+    ok = _fast_receive_classes.get(cls)
+    if ok is None:
+        ok = _fast_receive_classes[cls] = _autobahn_defines(cls, RECEIVE_HOOKS)
+    return ok
+
+
+def _fast_send_class(cls: type) -> bool:
+    ok = _fast_send_classes.get(cls)
+    if ok is None:
+        ok = _fast_send_classes[cls] = _autobahn_defines(cls, SEND_HOOKS)
+    return ok
 
 
 def _unmasked_payload_length(frame: bytes) -> int:

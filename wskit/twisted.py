@@ -89,10 +89,9 @@ class _TwistedConnection:
             self.transport.unregisterProducer()
             self.transport.registerProducer(signal, True)
 
-    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
-        if self._writing_paused:
-            self._paused_bytes += len(data)
-        super().sendData(data, sync, chopsize)
+    def dataReceived(self, data: bytes) -> None:
+        # Autobahn's, less its debug line (whose arguments are built on every read).
+        self._dataReceived(data)
 
     def _closeConnection(self, abort: bool = False) -> None:
         # A transport whose streaming producer is paused never finishes a

@@ -58,7 +58,7 @@ from typing import Any, Callable
 import txaio
 
 from . import metrics
-from .errors import ListenError, WskitError, check_tls_files, describe_listen_error
+from .errors import HubUnavailable, ListenError, WskitError, check_tls_files, describe_listen_error
 from .protocol import closing_deadline
 from .settings import MetricsSettings, ServerSettings
 
@@ -708,6 +708,14 @@ async def _run_worker(spec: WorkerSpec, stopping: Any) -> int:
             server.close()
             await server.wait_closed()
 
+    if getattr(app.hub, "shared", False):
+        # As a single process does: serving is announced once the hub is connected,
+        # and a hub unreachable from the start stops the worker.
+        try:
+            await app.hub.ready()
+        except HubUnavailable:
+            await shutdown()
+            raise
     recorder = metrics.recorder()
     flusher = _Flusher(recorder) if recorder.enabled else None
     log.info("wskit: worker {worker} ready pid={pid}", worker=spec.worker, pid=os.getpid())
@@ -765,7 +773,7 @@ def worker_main() -> int:
 
     try:
         return run(lambda stopping: _run_worker(spec, stopping), spec.backend, use_uvloop=True, supervised=True)
-    except ListenError as exc:
+    except (ListenError, HubUnavailable) as exc:
         sys.stderr.write(f"wskit: worker {spec.worker}: {exc}\n")
         return 1
 

@@ -1,0 +1,3 @@
+"""The whole-frame paths against Autobahn's general ones (tests/memory/frame_path_cases.py) on the twisted backend."""
+
+from memory.frame_path_cases import *  # noqa: F401,F403
