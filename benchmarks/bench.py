@@ -1,7 +1,7 @@
 """The peer benchmark: wskit against python-websockets, Autobahn and picows, as ratio tables.
 
     python benchmarks/bench.py [--size tiny|small|full] [--rounds N] [--only echo,idle,broadcast]
-                               [--servers KEY,...] [--json out.json]
+                               [--servers KEY,...] [--subscribers N] [--events M] [--json out.json]
 
 Servers (benchmarks/servers.py, one process each, on 127.0.0.1 port 0, at
 their libraries' defaults): wskit on Twisted, wskit on asyncio's default loop,
@@ -26,8 +26,15 @@ Clients, independent of every server and the same for all of them:
 * broadcast: Node's ``ws`` (benchmarks/node/broadcast.js): N subscribers on
   ``wskit.pubsub.v1.json`` and one publisher publishing M price ticks (~600 B
   as delivered) with a bounded number in flight, with and without
-  permessage-deflate. Reported: deliveries/s, the server's CPU time per
-  delivery and the bytes the subscribers' sockets read per delivery.
+  permessage-deflate, after a warm-up of ``warmup`` ticks. Reported:
+  deliveries/s, the server's CPU time per delivery and the bytes the
+  subscribers' sockets read per delivery. wskit compresses a broadcast once
+  per topic for subscribers that have joined its shared compressor (its
+  default); the columns "fresh" and "per-conn" are wskit with
+  ``--broadcast-compression fresh`` (each broadcast compressed once, without
+  history) and ``per-connection`` (each subscriber's own compressor, as
+  Autobahn and python-websockets do), measured with deflate only.
+  ``--subscribers N`` and ``--events M`` override the size's figures.
 
 Every server is measured once per round, the order rotated each round (and
 which variant goes first alternated); medians over rounds are reported, and
@@ -43,6 +50,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import importlib.metadata
 import importlib.util
 import json
@@ -102,17 +110,18 @@ class Size:
     subscribers: int
     events: int  # published per measurement; each reaches every subscriber
     window: int  # events in flight at most
+    warmup: int  # events published before measuring (a shared compressor's joins happen here)
     rounds: int  # default --rounds
     timeout: float  # seconds, per measurement
 
 
 SIZES = {
     "tiny": Size(echo_connections=4, echo_messages=400, echo_warmup=5, idle_connections=20,
-                 subscribers=10, events=20, window=5, rounds=1, timeout=60),
+                 subscribers=10, events=20, window=5, warmup=5, rounds=1, timeout=60),
     "small": Size(echo_connections=10, echo_messages=20000, echo_warmup=20, idle_connections=200,
-                  subscribers=100, events=100, window=10, rounds=3, timeout=120),
+                  subscribers=100, events=100, window=10, warmup=10, rounds=3, timeout=120),
     "full": Size(echo_connections=50, echo_messages=50000, echo_warmup=20, idle_connections=1000,
-                 subscribers=1000, events=50, window=10, rounds=5, timeout=300),
+                 subscribers=1000, events=50, window=10, warmup=10, rounds=5, timeout=300),
 }
 
 
@@ -122,6 +131,7 @@ class Peer:
     label: str
     command: tuple[str, ...]  # benchmarks/servers.py arguments
     sections: frozenset[str]
+    broadcast_modes: tuple[str, ...] = ("plain", "deflate")
 
 
 def peers() -> list[Peer]:
@@ -134,6 +144,12 @@ def peers() -> list[Peer]:
     if uv:
         found.append(Peer("wskit-uvloop", "wskit uvloop", ("wskit", "--backend", "asyncio", "--uvloop"),
                           everything))
+    # The other ways wskit can compress a broadcast (its default shares one compressor per topic).
+    for backend in ("twisted", "asyncio"):
+        for mode, label in (("fresh", "fresh"), ("per-connection", "per-conn")):
+            found.append(Peer(f"wskit-{backend}-{mode}", f"wskit {backend.capitalize()} {label}",
+                              ("wskit", "--backend", backend, "--broadcast-compression", mode),
+                              frozenset({"broadcast"}), ("deflate",)))
     found += [
         Peer("websockets", "python-websockets", ("websockets",), everything),
         Peer("autobahn-twisted", "Autobahn Twisted", ("autobahn", "--backend", "twisted"), everything),
@@ -408,7 +424,7 @@ async def broadcast(server: Server, size: Size, deflate: bool, ticks_path: Path)
         raise RuntimeError("needs Node and its ws package: npm ci --prefix benchmarks/node")
     cmd = [node, str(NODE_SCRIPT), "--url", server.url, "--subscribers", str(size.subscribers),
            "--events", str(size.events), "--window", str(size.window), "--ticks", str(ticks_path),
-           "--timeout", str(size.timeout), *(["--deflate"] if deflate else [])]
+           "--warmup", str(size.warmup), "--timeout", str(size.timeout), *(["--deflate"] if deflate else [])]
     with tempfile.TemporaryFile() as errors:
         proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.PIPE,
                                                     stdout=asyncio.subprocess.PIPE, stderr=errors)
@@ -533,7 +549,7 @@ def measure_round(run: Run, r: int, size: Size, only: set[str], servers: dict[st
     if "broadcast" in only:
         for mode in rotated(["plain", "deflate"], r):
             for peer in order:
-                if "broadcast" in peer.sections:
+                if "broadcast" in peer.sections and mode in peer.broadcast_modes:
                     server = servers[peer.key]
                     got = run.attempt(f"broadcast {mode}", peer, r,
                                       lambda: broadcast(server, size, mode == "deflate", ticks_path))
@@ -574,10 +590,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default="", help="comma-separated server keys (default: all); "
                         + ", ".join(p.key for p in peers()) + "; idle section only, when named: "
                         + ", ".join(p.key for p in variant_peers()))
+    parser.add_argument("--subscribers", type=int, help="broadcast subscribers (default: the size's)")
+    parser.add_argument("--events", type=int, help="broadcast events per measurement (default: the size's)")
     parser.add_argument("--json", metavar="FILE", help="write samples, medians, ratios and the machine here")
     args = parser.parse_args(argv)
 
     size = SIZES[args.size]
+    if args.subscribers or args.events:
+        size = dataclasses.replace(size, subscribers=args.subscribers or size.subscribers,
+                                   events=args.events or size.events)
     rounds = args.rounds or size.rounds
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     if not only or only - set(SECTIONS):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+from pathlib import Path
 
 import pytest
 from browser import FOREIGN_HOST, SAME_SITE_HOST, BrowserMissing, check_browser, chromium
@@ -132,6 +133,21 @@ def test_ticker_panel_receives_events(server, context):
     prices = page.locator("#ticker-rows tr .price").all_inner_texts()
     assert all(float(p) > 0 for p in prices)
     assert '"topic": "ticks.demo"' in page.inner_text("#ticker-raw").replace('":"', '": "')
+    assert page.js_errors == []
+
+
+def test_subscribers_in_the_browser_decode_every_shared_broadcast(server, context):
+    """tests/node/shared_broadcast.js in Chromium: six subscribers (Chromium's own deflate
+    offer) and a publisher; each gets exactly its events through the shared compressor."""
+    _backend, _proc, port = server
+    page = open_demo(context, "127.0.0.1", port)
+    page.add_script_tag(path=str(Path(__file__).resolve().parent / "node" / "shared_broadcast.js"))
+    result = page.evaluate(
+        "(url) => sharedBroadcastScenario((i, protocol) => new WebSocket(url, [protocol]))",
+        f"ws://127.0.0.1:{port}/ws",
+    )
+    assert result["ok"], result
+    assert all(ext.startswith("permessage-deflate") for ext in result["extensions"]), result
     assert page.js_errors == []
 
 

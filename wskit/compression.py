@@ -42,6 +42,7 @@ from .deflate import (
     zlib_inflate_window,
 )
 from .settings import CompressionSettings, SettingsError
+from .shared_deflate import PER_CONNECTION, ShareState, share_params
 
 
 def available_codecs() -> tuple[str, ...]:
@@ -262,6 +263,11 @@ class TunedPerMessageDeflate(PerMessageDeflate):
     """
 
     level: int = zlib.Z_DEFAULT_COMPRESSION
+    # Messages this side has compressed (wskit.shared_deflate counts runs with it).
+    compressed_messages: int = 0
+    # This connection's place among the shared broadcast compressors
+    # (a wskit.shared_deflate.ShareState), on a server that shares them.
+    share: Any = None
     # Set by tune_extension: seconds idle before hibernating (0: never,
     # HIBERNATE_EVERY_MESSAGE: after each message) and the batched timer.
     hibernate_after: float = 0.0
@@ -297,6 +303,12 @@ class TunedPerMessageDeflate(PerMessageDeflate):
     # -- sending ------------------------------------------------------------
 
     def start_compress_message(self) -> None:
+        share = self.share
+        if share is not None and (share.member or share.pending is not None):
+            # Leaving a shared broadcast compressor: continue from its state.
+            handed = share.split(self)
+            if handed is not None:
+                self.replace_compressor(*handed)
         self._sending = True
         if self._compressor is None or self._sending_resets():
             wbits, strategy = zlib_compress_window(self._compress_bits())
@@ -318,6 +330,7 @@ class TunedPerMessageDeflate(PerMessageDeflate):
     def end_compress_message(self) -> bytes:
         data = self._compressor.flush(zlib.Z_SYNC_FLUSH)[:-4]
         self._sending = False
+        self.compressed_messages += 1
         if self._sending_resets():
             self._compressor = None
         elif self.hibernate_after < 0:
@@ -474,6 +487,10 @@ def tune_extension(pmce: Any, settings: CompressionSettings, agreement: DeflateA
     pmce.track_windows()
     pmce.hibernate_after = hibernate_delay(settings)
     pmce._timer = timer
+    mode = getattr(settings, "broadcast_compression", PER_CONNECTION)
+    if pmce._is_server and mode != PER_CONNECTION:
+        pmce.share = ShareState(share_params(
+            mode, pmce.server_max_window_bits, pmce.mem_level, pmce.level, pmce.server_no_context_takeover))
 
 
 class NegotiatedDeflateOfferAccept(PerMessageDeflateOfferAccept):

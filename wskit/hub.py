@@ -333,6 +333,8 @@ class InProcessHub:
         """Hand a built ``event`` to this process's subscribers of ``topic``: the receiving half of a publish."""
         if members is None:
             members = self.subscribers(topic)
+        if getattr(event, "topic", True) is None:
+            event.topic = topic  # its broadcasts share a compressor (wskit.shared_deflate)
         exclude = event.exclude
         recorder = metrics.recorder()
         if recorder.enabled:

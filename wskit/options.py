@@ -89,6 +89,9 @@ SERVER_OPTIONS: tuple[Option, ...] = (
     Option("compress-mem-level", int, _C.mem_level, "zlib memLevel 1-9", metavar="N"),
     Option("compress-threshold", int, _C.threshold, "send messages shorter than this uncompressed",
            metavar="BYTES"),
+    Option("broadcast-compression", str, _C.broadcast_compression, "how broadcasts are compressed: "
+           "shared (one compressor per topic, context takeover kept), fresh (once per broadcast, "
+           "no history) or per-connection", metavar="MODE"),
     Option("compress-hibernate-after", float, _C.hibernate_after, "free an idle connection's zlib "
            "contexts after this many seconds, keeping only its last window of text (0 = never)",
            metavar="SECONDS"),
@@ -212,6 +215,7 @@ def server_settings(values: dict[str, Any]) -> ServerSettings:
             mem_level=get("compress_mem_level"),
             level=get("compress_level"),
             threshold=get("compress_threshold"),
+            broadcast_compression=get("broadcast_compression"),
             hibernate_after=get("compress_hibernate_after"),
             codecs=tuple(codecs),
         ),

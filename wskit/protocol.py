@@ -84,6 +84,8 @@ class ConnectionMixin:
     _deflate_agreement = None
     # The transport has reported the connection lost.
     _transport_gone = False
+    # Shared traffic counters (wskit.metrics), when metrics are on.
+    _traffic: Any = None
 
     def _release_compression(self) -> None:
         """Drop the permessage-deflate zlib contexts of a connection that is gone
@@ -166,6 +168,37 @@ class ConnectionMixin:
         if not self._admit():
             return False
         self.sendPreparedMessage(prepared)
+        return True
+
+    # The transport's write method, looked up on the first frame.
+    _transport_write: Any = None
+
+    def send_frame(self, frame: bytes, payload_length: int) -> bool:
+        """Write one complete, already framed message (a broadcast's bytes, the same for
+        every recipient): the per-recipient fast path of :class:`wskit.Broadcast`.
+
+        The checks are those of :meth:`send_prepared` (open, not past
+        ``max_buffered_bytes``), made only where they can fail: the buffer is
+        looked at while the transport has asked to pause. ``payload_length``
+        is what the metrics count as the message's application bytes.
+        """
+        if self.state != self.STATE_OPEN:
+            return False
+        if self._writing_paused or self.send_queue:
+            # Behind a full buffer or queued writes: the checked path, in order.
+            if not self._admit():
+                return False
+            self.sendData(frame)
+        else:
+            write = self._transport_write
+            if write is None:
+                write = self._transport_write = self.transport.write
+            write(frame)
+            self.trafficStats.outgoingOctetsWireLevel += len(frame)
+        traffic = self._traffic
+        if traffic is not None:
+            traffic.outgoingWebSocketMessages += 1
+            traffic.outgoingOctetsAppLevel += payload_length
         return True
 
     def close(self, code: int = 1000, reason: str | None = None) -> None:

@@ -38,6 +38,16 @@ class CompressionSettings:
     * ``mem_level``: zlib memLevel (1-9) for this endpoint's compressor.
     * ``level``: zlib compression level (0-9, or -1 for zlib's default).
     * ``threshold``: messages shorter than this many bytes go uncompressed.
+    * ``broadcast_compression`` (servers): how a broadcast reaches the
+      connections that negotiated permessage-deflate. ``"shared"``: connections
+      whose last window of the topic's messages is identical share one
+      compressor and one compressed frame per message, keeping context
+      takeover (a connection joins after a window's worth of the topic);
+      ``"fresh"``: each broadcast is compressed once without history and the
+      same frame goes to everyone (the least CPU, more bytes on the wire);
+      ``"per-connection"``: every connection compresses every message itself.
+      :mod:`wskit.shared_deflate` explains the mechanism, docs/performance.md
+      the measurements.
     * ``hibernate_after``: seconds a connection with context takeover may stay
       idle before its zlib contexts are freed, keeping only the last window of
       plaintext in each direction to rebuild them from on the next message
@@ -58,8 +68,12 @@ class CompressionSettings:
     threshold: int = 64
     hibernate_after: float = 5.0
     codecs: tuple[str, ...] = ("permessage-deflate",)
+    broadcast_compression: str = "shared"
 
     def validate(self) -> None:
+        if self.broadcast_compression not in ("shared", "fresh", "per-connection"):
+            raise SettingsError("broadcast_compression must be 'shared', 'fresh' or 'per-connection', "
+                                f"not {self.broadcast_compression!r}")
         for name in ("server_max_window_bits", "client_max_window_bits"):
             value = getattr(self, name)
             if not 9 <= value <= 15:
