@@ -12,6 +12,7 @@ from typing import Any
 import txaio
 
 from .compression import check_codecs
+from .errors import HubUnavailable
 from .guard import ServerGuard
 from .hub import Hub, InProcessHub
 from .negotiation import SubprotocolRegistry
@@ -92,6 +93,17 @@ class WebSocketApp:
                 start = getattr(svc, "start", None)
                 if callable(start):
                     start()
+
+    async def hub_ready(self, shutdown: Any) -> None:
+        """Wait until a hub shared across processes is connected. If its first
+        attempt fails, ``await shutdown()`` and raise :class:`~wskit.errors.HubUnavailable`
+        (a server announces it is serving only once its hub is)."""
+        if getattr(self.hub, "shared", False):
+            try:
+                await self.hub.ready()
+            except HubUnavailable:
+                await shutdown()
+                raise
 
     def _announce_auth(self) -> None:
         verifier = self.guard.verifier

@@ -100,12 +100,7 @@ async def _serve(settings: ServerSettings, backend: str, stopping: Any) -> int:
             server.close()
             await server.wait_closed()
 
-    if getattr(app.hub, "shared", False):
-        try:
-            await app.hub.ready()
-        except HubUnavailable:
-            await shutdown()
-            raise
+    await app.hub_ready(shutdown)
 
     if settings.metrics.enabled:
         from .metrics_http import listening_port, metrics_url

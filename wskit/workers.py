@@ -708,14 +708,7 @@ async def _run_worker(spec: WorkerSpec, stopping: Any) -> int:
             server.close()
             await server.wait_closed()
 
-    if getattr(app.hub, "shared", False):
-        # As a single process does: serving is announced once the hub is connected,
-        # and a hub unreachable from the start stops the worker.
-        try:
-            await app.hub.ready()
-        except HubUnavailable:
-            await shutdown()
-            raise
+    await app.hub_ready(shutdown)  # a hub unreachable from the start stops the worker
     recorder = metrics.recorder()
     flusher = _Flusher(recorder) if recorder.enabled else None
     log.info("wskit: worker {worker} ready pid={pid}", worker=spec.worker, pid=os.getpid())
