@@ -39,12 +39,15 @@ import argparse
 import asyncio
 import os
 import random
+import subprocess
 import sys
+import threading
 import time
 
 from _common import (
+    ROOT,
+    SERVERS as SERVERS_SCRIPT,
     Server,
-    ServerProcess,
     chat_message,
     json_document,
     machine_note,
@@ -76,19 +79,20 @@ THRESHOLD_SERVERS = (
 # runs as wskit did before it counted anything.
 METRICS_HOOKS = ("_onOpen", "_onClose", "_connectionLost", "sendPreparedMessage", "failHandshake")
 UNMETERED = (
-    "import sys; from wskit.protocol import ServerProtocolMixin as m\n"
+    "import runpy, sys; from wskit.protocol import ServerProtocolMixin as m\n"
     f"for name in {METRICS_HOOKS!r}: delattr(m, name)\n"
-    "from wskit.cli import main; sys.exit(main(['serve', *sys.argv[1:]]))"
+    "sys.argv[0] = sys.argv.pop(1); runpy.run_path(sys.argv[0], run_name='__main__')"
 )
 
 
 class UnmeteredServer(Server):
-    """``wskit serve`` without the metrics hooks."""
+    """servers.py's wskit server without the metrics hooks."""
 
-    def start(self) -> Server:
-        args = ["--backend", self.kind, "--port", str(self.port), "--no-static", *self.args]
-        self.process = ServerProcess(args, cmd=[sys.executable, "-c", UNMETERED])
-        self.process.__enter__()
+    def launch(self) -> Server:
+        self.proc = subprocess.Popen([sys.executable, "-c", UNMETERED, str(SERVERS_SCRIPT), *self.command],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     cwd=str(ROOT), env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        threading.Thread(target=self._pump, daemon=True).start()
         return self
 
 

@@ -371,11 +371,14 @@ class ConnectionMixin:
         # frame refused half-way (a message that inflated past the limit) leaves the rest of its
         # bytes, and anything after them, unparsable: buffering it until the close timeout would
         # let a peer grow our memory at line rate. A well-behaved peer sends a close frame.
+        # Closed, not aborted: our close frame may still be queued (Twisted writes on the next
+        # reactor turn, and reads before it writes), and an abort would throw it away. Closing
+        # stops reading at once; a peer that takes nothing is aborted at the close timeout.
         if self._failed and len(self.data) > MAX_BYTES_AFTER_FAILURE and self.state != self.STATE_CLOSED:
             self.log.info("wskit: dropping {peer}: {size} bytes received after the connection was failed",
                           peer=self.peer, size=len(self.data), wskit_event="drop-after-failure")
             self.data = b""
-            self.dropConnection(abort=True)
+            self.dropConnection(abort=False)
 
     def processData(self) -> bool:
         if self._reading_paused:

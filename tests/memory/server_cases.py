@@ -438,6 +438,49 @@ def test_frame_over_max_frame_size_closes_with_1009(tier):
     assert conn.close_frame().close_code == 1009
 
 
+def _inflating_past_the_limit(tier, **timeouts):
+    """A deflate connection limited to 1000-byte messages, and a message inflating past it."""
+    settings = memory_settings(compression=CompressionSettings(), limits=LimitSettings(max_message_size=1000),
+                               timeouts=TimeoutSettings(auto_ping_interval=0, **timeouts))
+    conn = tier.connect(tier.server(settings))
+    conn.open(extensions="permessage-deflate")
+    return conn, f.frame(f.BINARY, f.deflate_message(b"a" * 5000), rsv=4)
+
+
+def test_input_after_an_inflate_failure_is_dropped_after_the_1009_close_frame(tier):
+    # The failure and the drop of a peer that keeps sending come in the same read: the
+    # 1009 close frame is still queued then (Twisted writes on the next turn), and an
+    # abort would throw it away, leaving the peer a TCP reset instead of a close frame.
+    from wskit.protocol import MAX_BYTES_AFTER_FAILURE
+
+    conn, bomb = _inflating_past_the_limit(tier, close_handshake=2)
+    conn.send(bomb + f.binary(b"x" * 1000) * (MAX_BYTES_AFTER_FAILURE // 1000 + 2))
+    assert conn.close_frame().close_code == 1009
+    assert conn.closed_by_us and conn.lost and not conn.aborted
+    assert conn.proto.data == b""  # nothing of what followed kept
+    assert len(tier.log_lines("received after the connection was failed")) == 1
+
+
+def test_input_after_an_inflate_failure_from_a_peer_that_never_reads_is_aborted(tier):
+    from wskit.protocol import MAX_BYTES_AFTER_FAILURE
+
+    conn, bomb = _inflating_past_the_limit(tier, close_handshake=2)
+    conn.hold_close()  # our close frame is queued behind bytes the peer never reads
+    conn.send(bomb)
+    assert conn.close_frame().close_code == 1009
+    assert not conn.closed_by_us  # waiting for the peer's close frame
+    sent = 0
+    while not conn.closed_by_us and sent <= 2 * MAX_BYTES_AFTER_FAILURE:
+        chunk = f.binary(b"x" * 1000)
+        conn.send(chunk)
+        sent += len(chunk)
+    assert MAX_BYTES_AFTER_FAILURE < sent <= MAX_BYTES_AFTER_FAILURE + len(chunk)
+    assert conn.closed_by_us and not conn.lost
+    assert conn.proto.data == b""
+    tier.advance(2.5)
+    assert conn.aborted and conn.lost
+
+
 def test_invalid_utf8_text_closes_with_1007(tier):
     _factory, conn = open_echo(tier)
     conn.send(f.text(b"ok \xff\xfe"))
