@@ -85,4 +85,4 @@ def test_asyncio_example_serves_and_publishes_and_stops():
         assert all(set(e["data"]) == {"n", "queue_depth"} for e in events)
         assert run(ws_echo(f"ws://127.0.0.1:{port}/ws")) == ("wskit.echo", "hello over the wire")
         proc.proc.send_signal(signal.SIGTERM)
-        assert proc.proc.wait(10) == 0
+        assert proc.wait_exit(10) == 0

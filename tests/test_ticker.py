@@ -127,7 +127,7 @@ def test_server_publishes_ticks_and_stops_cleanly(kind):
         assert {e["symbol"] for e in events} == {s for s, _ in SYMBOLS}
         assert elapsed < 5
         proc.proc.terminate()
-        code = proc.proc.wait(10)
+        code = proc.wait_exit(10)  # and every line it wrote read
     log = "\n".join(proc.lines)
     if kind == "twistd":
         # twistd shuts down, then re-raises the signal so its exit status shows it.

@@ -88,7 +88,7 @@ def test_sigterm_closes_every_connection_with_1001_and_every_process_exits(kind)
 
         codes = run(scenario(), timeout=60)
         assert set(codes) == {1001}, codes
-        status = proc.proc.wait(20)
+        status = proc.wait_exit(20)
         # twistd ends itself with the signal it was stopped by, as it does without workers
         assert status == (0 if kind != "twistd" else -signal.SIGTERM), "\n".join(proc.lines)
         wait_until(lambda: all(gone(pid) for pid in pids.values()), 10, "the workers to exit")
