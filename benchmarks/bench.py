@@ -121,7 +121,7 @@ SIZES = {
     "small": Size(echo_connections=10, echo_messages=20000, echo_warmup=20, idle_connections=200,
                   subscribers=100, events=100, window=10, warmup=10, rounds=3, timeout=120),
     "full": Size(echo_connections=50, echo_messages=50000, echo_warmup=20, idle_connections=1000,
-                 subscribers=1000, events=50, window=10, warmup=10, rounds=5, timeout=300),
+                 subscribers=500, events=200, window=10, warmup=10, rounds=3, timeout=300),
 }
 
 
