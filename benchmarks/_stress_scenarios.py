@@ -21,7 +21,8 @@ from typing import Any
 import msgpack
 
 from _stress_core import Context, Outcome, ServerSpec, scenario
-from _stress_server import raise_fd_limit, rss_kib
+from _common import raise_fd_limit
+from _stress_server import rss_kib
 from _stress_wire import (
     BINARY,
     CLOSE,

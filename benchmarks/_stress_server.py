@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import resource
 import signal
 import subprocess
 import sys
@@ -37,15 +36,6 @@ _WRAPPER = (
     "from wskit.cli import main\n"
     "sys.exit(main(sys.argv[2:]))\n"
 )
-
-
-def raise_fd_limit(wanted: int) -> int:
-    """Raise this process's soft open-files limit towards ``wanted``; return the limit now."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = min(hard, max(soft, wanted))
-    if target > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return target
 
 
 def rss_kib(pid: int) -> int | None:
