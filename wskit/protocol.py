@@ -170,8 +170,19 @@ class ConnectionMixin:
         self.sendPreparedMessage(prepared)
         return True
 
-    # The transport's write method, looked up on the first frame.
+    # How send_frame writes, looked up on the first frame (see _frame_writer).
     _transport_write: Any = None
+    # Frames send_frame has held back for the end of this loop turn (asyncio only).
+    _corked: list[bytes] | None = None
+
+    def _frame_writer(self) -> Any:
+        """The callable :meth:`send_frame` writes a frame with: the transport's
+        ``write`` (Twisted writes on the next reactor turn anyway; the asyncio
+        adapter gathers a turn's frames into one write per connection)."""
+        return self.transport.write
+
+    def _flush_corked(self) -> None:
+        """Write the frames held back for this loop turn (see the asyncio adapter)."""
 
     def send_frame(self, frame: bytes, payload_length: int) -> bool:
         """Write one complete, already framed message (a broadcast's bytes, the same for
@@ -192,7 +203,7 @@ class ConnectionMixin:
         else:
             write = self._transport_write
             if write is None:
-                write = self._transport_write = self.transport.write
+                write = self._transport_write = self._frame_writer()
             write(frame)
             self.trafficStats.outgoingOctetsWireLevel += len(frame)
         traffic = self._traffic
@@ -324,6 +335,8 @@ class ConnectionMixin:
         if self.send_queue or self.logOctets:
             self.sendData(data)
             return
+        if self._corked is not None:
+            self._flush_corked()  # after the frames held back before it
         self.transport.write(data)
         if self._writing_paused:
             self._paused_bytes += len(data)
@@ -331,6 +344,8 @@ class ConnectionMixin:
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         # Twisted transports only signal their high-water mark: count what is queued past it.
+        if self._corked is not None:
+            self._flush_corked()  # after the frames held back before it
         if self._writing_paused:
             self._paused_bytes += len(data)
         # Autobahn's own, less its per-write debug line (whose arguments are built

@@ -484,6 +484,7 @@ def test_server_only_topics_refuse_client_publishes_with_auth_off(tier):
         ("forbidden", "topic 'alerts.x' is published by the server only")]
     assert received(subscriber) == []  # nothing fake got through
     assert pubsub.publish("ticks.demo", {"price": 1}) == 1  # the server's own publish is delivered
+    tier.settle()  # (published outside the loop's callbacks: written at the end of the loop turn)
     assert received(subscriber) == [{"type": "event", "topic": "ticks.demo", "data": {"price": 1}}]
 
 

@@ -78,11 +78,13 @@ class FakeTransport(asyncio.Transport):
         self.reading = True
         self.read_calls: list[str] = []
         self.held = False  # the peer reads nothing: close() never completes
+        self.writes = 0  # write() calls
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"peername": ("127.0.0.1", self.peer_port), "sockname": ("127.0.0.1", 9000)}.get(name, default)
 
     def write(self, data: bytes) -> None:
+        self.writes += 1
         if self.closing:
             return
         if self.stalled:
