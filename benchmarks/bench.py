@@ -1,7 +1,8 @@
 """The peer benchmark: wskit against python-websockets, Autobahn and picows, as ratio tables.
 
     python benchmarks/bench.py [--size tiny|small|full] [--rounds N] [--only echo,idle,broadcast]
-                               [--servers KEY,...] [--subscribers N] [--events M] [--json out.json]
+                               [--servers KEY,...] [--clients node,picows] [--subscribers N]
+                               [--events M] [--json out.json]
 
 Servers (benchmarks/servers.py, one process each, on 127.0.0.1 port 0, at
 their libraries' defaults): wskit on Twisted, wskit on asyncio's default loop,
@@ -23,12 +24,17 @@ Clients, independent of every server and the same for all of them:
   ``CompressionSettings.hibernate_after`` plus a second), the RSS again, and
   the wake-up: the server's CPU time per message for one more message on
   every connection (the first after the idle period) and for one after it.
-* broadcast: Node's ``ws`` (benchmarks/node/broadcast.js): N subscribers on
-  ``wskit.pubsub.v1.json`` and one publisher publishing M price ticks (~600 B
-  as delivered) with a bounded number in flight, with and without
-  permessage-deflate, after a warm-up of ``warmup`` ticks. Reported:
-  deliveries/s, the server's CPU time per delivery and the bytes the
-  subscribers' sockets read per delivery. wskit compresses a broadcast once
+* broadcast: N subscribers on ``wskit.pubsub.v1.json`` and one publisher
+  publishing M price ticks (~600 B as delivered) with a bounded number in
+  flight, with and without permessage-deflate, after a warm-up of ``warmup``
+  ticks, from a client process of its own: Node's ``ws``
+  (benchmarks/node/broadcast.js) and picows with Python's zlib
+  (benchmarks/broadcast_picows.py, the same run). A Node ``ws`` subscriber
+  spends ~35 us of CPU inflating each compressed message, so 500 of them on
+  the machine's other core cap a fast server's compressed broadcast; the
+  picows subscribers (~4 us) show the server's own rate. ``--clients``
+  chooses (default both). Reported: deliveries/s, the server's CPU time per
+  delivery and the bytes the subscribers' sockets read per delivery. wskit compresses a broadcast once
   per topic for subscribers that have joined its shared compressor (its
   default); the columns "fresh" and "per-conn" are wskit with
   ``--broadcast-compression fresh`` (each broadcast compressed once, without
@@ -92,6 +98,8 @@ def _idle_wait() -> float:
 IDLE_WAIT = _idle_wait()
 NODE_DIR = HERE / "node"
 NODE_SCRIPT = NODE_DIR / "broadcast.js"
+PICOWS_SCRIPT = HERE / "broadcast_picows.py"
+BROADCAST_CLIENTS = ("node", "picows")
 SECTIONS = ("echo", "idle", "broadcast")
 BASELINE = "websockets"
 MESSAGE_SIZE = 1024
@@ -193,12 +201,13 @@ METRICS = (
     Metric("idle_hib_kib", f"idle deflate connection after {IDLE_WAIT:g} s idle, server KiB", "lower", "idle", 1),
     Metric("wake_cpu", "first message after the idle period, server CPU us/msg", "lower", "idle", 1),
     Metric("next_cpu", "the message after it, server CPU us/msg", "lower", "idle", 1),
-    Metric("bcast_plain_rate", "broadcast, deliveries/s, no deflate", "higher", "broadcast", 0),
-    Metric("bcast_deflate_rate", "broadcast, deliveries/s, deflate", "higher", "broadcast", 0),
-    Metric("bcast_plain_cpu", "broadcast, server CPU us/delivery, no deflate", "lower", "broadcast", 1),
-    Metric("bcast_deflate_cpu", "broadcast, server CPU us/delivery, deflate", "lower", "broadcast", 1),
-    Metric("bcast_plain_bytes", "broadcast, wire bytes/delivery, no deflate", "lower", "broadcast", 1),
-    Metric("bcast_deflate_bytes", "broadcast, wire bytes/delivery, deflate", "lower", "broadcast", 1),
+    *(Metric(f"bcast_{client}_{mode}_{what}", f"broadcast to {label}, {title}, {mode_title}", better,
+             "broadcast", digits)
+      for client, label in (("node", "Node ws"), ("picows", "picows"))
+      for what, title, better, digits in (("rate", "deliveries/s", "higher", 0),
+                                          ("cpu", "server CPU us/delivery", "lower", 1),
+                                          ("bytes", "wire bytes/delivery", "lower", 1))
+      for mode, mode_title in (("plain", "no deflate"), ("deflate", "deflate"))),
 )
 
 
@@ -417,12 +426,20 @@ async def idle(server: Server, size: Size) -> dict:
     return await asyncio.wait_for(measure(), size.timeout)
 
 
-async def broadcast(server: Server, size: Size, deflate: bool, ticks_path: Path) -> dict:
-    """Node subscribers and publisher (benchmarks/node/broadcast.js) against one server."""
+def broadcast_client(client: str) -> list[str]:
+    """The command that runs a broadcast client: ``node`` (benchmarks/node/broadcast.js)
+    or ``picows`` (benchmarks/broadcast_picows.py, in this interpreter)."""
+    if client == "picows":
+        return [sys.executable, str(PICOWS_SCRIPT)]
     node = shutil.which("node")
     if not node or not (NODE_DIR / "node_modules" / "ws").is_dir():
         raise RuntimeError("needs Node and its ws package: npm ci --prefix benchmarks/node")
-    cmd = [node, str(NODE_SCRIPT), "--url", server.url, "--subscribers", str(size.subscribers),
+    return [node, str(NODE_SCRIPT)]
+
+
+async def broadcast(server: Server, size: Size, deflate: bool, ticks_path: Path, client: str) -> dict:
+    """Subscribers and a publisher in a client process (``client``, see broadcast_client) against one server."""
+    cmd = [*broadcast_client(client), "--url", server.url, "--subscribers", str(size.subscribers),
            "--events", str(size.events), "--window", str(size.window), "--ticks", str(ticks_path),
            "--warmup", str(size.warmup), "--timeout", str(size.timeout), *(["--deflate"] if deflate else [])]
     with tempfile.TemporaryFile() as errors:
@@ -438,7 +455,7 @@ async def broadcast(server: Server, size: Size, deflate: bool, ticks_path: Path)
                 got = {"error": (line.decode(errors="replace") + errors.read().decode(errors="replace")).strip()
                        or f"exited with {await proc.wait()}"}
             if want not in got:
-                raise RuntimeError(f"node client: {got.get('error', got)}")
+                raise RuntimeError(f"{client} client: {got.get('error', got)}")
             return got
 
         try:
@@ -449,7 +466,7 @@ async def broadcast(server: Server, size: Size, deflate: bool, ticks_path: Path)
             done = await answer("done")
             cpu = server_cpu_ns(server.pid) - cpu0
             if await asyncio.wait_for(proc.wait(), 15) != 0:
-                raise RuntimeError(f"node client exited with {proc.returncode}")
+                raise RuntimeError(f"{client} client exited with {proc.returncode}")
         finally:
             if proc.returncode is None:
                 proc.kill()
@@ -464,8 +481,9 @@ async def broadcast(server: Server, size: Size, deflate: bool, ticks_path: Path)
 class Run:
     """Samples per metric and server (one per round), failures, negotiated extensions."""
 
-    def __init__(self, entries: list[Peer]):
+    def __init__(self, entries: list[Peer], clients: tuple[str, ...] = BROADCAST_CLIENTS):
         self.entries = entries
+        self.clients = clients  # the broadcast clients measured
         self.samples: dict[str, dict[str, dict[int, float]]] = {m.key: {} for m in METRICS}
         self.negotiated: dict[str, dict[str, str]] = {}
         self.failures: list[str] = []
@@ -547,15 +565,15 @@ def measure_round(run: Run, r: int, size: Size, only: set[str], servers: dict[st
                         run.add(f"echo_{variant}_rate", peer.key, r, got["rate"])
                         run.add(f"echo_{variant}_cpu", peer.key, r, got["cpu"])
     if "broadcast" in only:
-        for mode in rotated(["plain", "deflate"], r):
+        for client, mode in rotated([(c, m) for c in run.clients for m in ("plain", "deflate")], r):
             for peer in order:
                 if "broadcast" in peer.sections and mode in peer.broadcast_modes:
                     server = servers[peer.key]
-                    got = run.attempt(f"broadcast {mode}", peer, r,
-                                      lambda: broadcast(server, size, mode == "deflate", ticks_path))
+                    got = run.attempt(f"broadcast {client} {mode}", peer, r,
+                                      lambda: broadcast(server, size, mode == "deflate", ticks_path, client))
                     if got:
                         for what in ("rate", "cpu", "bytes"):
-                            run.add(f"bcast_{mode}_{what}", peer.key, r, got[what])
+                            run.add(f"bcast_{client}_{mode}_{what}", peer.key, r, got[what])
                         run.negotiated.setdefault(f"broadcast {mode}", {})[peer.key] = got["negotiated"]
 
 
@@ -566,7 +584,8 @@ def fmt(value: float | None, digits: int) -> str:
 
 
 def report(run: Run, only: set[str]) -> tuple[str, str]:
-    metrics = [m for m in METRICS if m.section in only]
+    metrics = [m for m in METRICS if m.section in only
+               and (m.section != "broadcast" or m.key.split("_")[1] in run.clients)]
     labels = [p.label for p in run.entries]
 
     def mark(metric: Metric, peer: Peer) -> str:
@@ -592,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
                         + ", ".join(p.key for p in variant_peers()))
     parser.add_argument("--subscribers", type=int, help="broadcast subscribers (default: the size's)")
     parser.add_argument("--events", type=int, help="broadcast events per measurement (default: the size's)")
+    parser.add_argument("--clients", default=",".join(BROADCAST_CLIENTS),
+                        help="comma-separated broadcast clients: node (Node's ws), picows")
     parser.add_argument("--json", metavar="FILE", help="write samples, medians, ratios and the machine here")
     args = parser.parse_args(argv)
 
@@ -612,10 +633,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown server(s) {', '.join(sorted(unknown))}")
         entries = [p for p in entries if p.key in wanted]
 
+    clients = tuple(c.strip() for c in args.clients.split(",") if c.strip())
+    if "broadcast" in only and (not clients or set(clients) - set(BROADCAST_CLIENTS)):
+        parser.error(f"--clients takes {', '.join(BROADCAST_CLIENTS)}")
     missing = []
     if "echo" in only and importlib.util.find_spec("picows") is None:
         missing.append("the echo clients need picows: pip install -e '.[test]'")
-    if "broadcast" in only and not (shutil.which("node") and (NODE_DIR / "node_modules" / "ws").is_dir()):
+    if "broadcast" in only and "picows" in clients and importlib.util.find_spec("picows") is None:
+        missing.append("the picows broadcast client needs picows: pip install -e '.[test]'")
+    if ("broadcast" in only and "node" in clients
+            and not (shutil.which("node") and (NODE_DIR / "node_modules" / "ws").is_dir())):
         missing.append("the broadcast clients need Node and ws: npm ci --prefix benchmarks/node")
     if missing:
         parser.error("; ".join(missing))
@@ -628,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     started, load_start = time.monotonic(), load()
     print(f"{args.size} size, {rounds} round(s): {asdict(size)}", file=sys.stderr, flush=True)
-    run = Run(entries)
+    run = Run(entries, clients)
     with tempfile.TemporaryDirectory() as tmp:
         ticks_path = Path(tmp) / "ticks.json"
         pool = ticks(200)
@@ -669,7 +696,8 @@ def main(argv: list[str] | None = None) -> int:
           f"measured after one message each way, then after {IDLE_WAIT:g} s without traffic (past wskit's "
           f"hibernation delay), then CPU for one more message each (the wake-up) and one after it. "
           f"Broadcast: {size.subscribers} subscribers x {size.events} ticks "
-          f"({min(sizes)}-{max(sizes)} B as delivered), at most {size.window} in flight.")
+          f"({min(sizes)}-{max(sizes)} B as delivered), at most {size.window} in flight, "
+          f"clients: {', '.join(run.clients)}.")
     for peer in run.entries:
         print(f"- {peer.label}: {run.descriptions.get(peer.key, '')}")
     print(f"\n{values}\n\n{ratios}\n")
