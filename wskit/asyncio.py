@@ -61,7 +61,15 @@ class _WriteBatch:
     def flush(self) -> None:
         connections, self.connections = self.connections, []
         for connection in connections:
-            connection._flush_corked()
+            try:
+                connection._flush_corked()
+            except Exception:  # one transport's failure must not hold the others' frames
+                connection.log.error(
+                    "wskit: dropping {peer}: writing its held frames failed:\n{tb}",
+                    peer=connection.peer,
+                    tb=txaio.failure_format_traceback(txaio.create_failure()),
+                )
+                connection._closeConnection(abort=True)
 
 
 class _AsyncioConnection:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from memory import frames as f
+from memory.driver import memory_settings
 from memory.server_cases import open_echo
 from wskit.settings import LimitSettings
 
@@ -122,3 +123,25 @@ def test_held_bytes_count_against_the_slow_consumer_cap(tier):
     assert not conn.proto.send_frame(frame, 1000)
     assert conn.aborted
     assert tier.log_lines("more than 32768 bytes unsent")
+
+
+def test_a_transport_failing_to_write_held_frames_drops_only_its_connection(tier):
+    factory = tier.server(memory_settings())
+    broken, fine = tier.connect(factory), tier.connect(factory)
+    for conn in (broken, fine):
+        conn.open()
+        conn.frames()
+
+    def refuse(data):
+        raise RuntimeError("transport refuses")
+
+    broken.transport.write = refuse
+    assert broken.proto.send_frame(_server_text("lost"), 4)
+    assert fine.proto.send_frame(_server_text("delivered"), 9)
+    tier.settle()
+    assert _texts(fine) == ["delivered"]
+    assert broken.aborted and broken.lost
+    assert tier.log_lines("writing its held frames failed")
+    assert fine.proto.send_frame(_server_text("and later"), 9)  # the batch still runs
+    tier.settle()
+    assert _texts(fine) == ["and later"]
