@@ -33,8 +33,9 @@ Clients, independent of every server and the same for all of them:
   spends ~35 us of CPU inflating each compressed message, so 500 of them on
   the machine's other core cap a fast server's compressed broadcast; the
   picows subscribers (~4 us) show the server's own rate. ``--clients``
-  chooses (default both). Reported: deliveries/s, the server's CPU time per
-  delivery and the bytes the subscribers' sockets read per delivery. wskit compresses a broadcast once
+  chooses (default both). Reported: deliveries/s, the server's and the
+  client process's CPU time per delivery and the bytes the subscribers'
+  sockets read per delivery. wskit compresses a broadcast once
   per topic for subscribers that have joined its shared compressor (its
   default); the columns "fresh" and "per-conn" are wskit with
   ``--broadcast-compression fresh`` (each broadcast compressed once, without
@@ -206,6 +207,7 @@ METRICS = (
       for client, label in (("node", "Node ws"), ("picows", "picows"))
       for what, title, better, digits in (("rate", "deliveries/s", "higher", 0),
                                           ("cpu", "server CPU us/delivery", "lower", 1),
+                                          ("client_cpu", "client CPU us/delivery", "lower", 1),
                                           ("bytes", "wire bytes/delivery", "lower", 1))
       for mode, mode_title in (("plain", "no deflate"), ("deflate", "deflate"))),
 )
@@ -460,11 +462,11 @@ async def broadcast(server: Server, size: Size, deflate: bool, ticks_path: Path,
 
         try:
             ready = await answer("ready")
-            cpu0 = server_cpu_ns(server.pid)
+            cpu0, client0 = server_cpu_ns(server.pid), server_cpu_ns(proc.pid)
             proc.stdin.write(b"go\n")
             await proc.stdin.drain()
             done = await answer("done")
-            cpu = server_cpu_ns(server.pid) - cpu0
+            cpu, client_cpu = server_cpu_ns(server.pid) - cpu0, server_cpu_ns(proc.pid) - client0
             if await asyncio.wait_for(proc.wait(), 15) != 0:
                 raise RuntimeError(f"{client} client exited with {proc.returncode}")
         finally:
@@ -473,6 +475,7 @@ async def broadcast(server: Server, size: Size, deflate: bool, ticks_path: Path,
                 await proc.wait()
     deliveries = done["deliveries"]
     return {"rate": deliveries / (done["elapsed_ms"] / 1000), "cpu": cpu / 1000 / deliveries,
+            "client_cpu": client_cpu / 1000 / deliveries,
             "bytes": done["wire_bytes"] / deliveries, "negotiated": ready["extensions"]}
 
 
@@ -572,7 +575,7 @@ def measure_round(run: Run, r: int, size: Size, only: set[str], servers: dict[st
                     got = run.attempt(f"broadcast {client} {mode}", peer, r,
                                       lambda: broadcast(server, size, mode == "deflate", ticks_path, client))
                     if got:
-                        for what in ("rate", "cpu", "bytes"):
+                        for what in ("rate", "cpu", "client_cpu", "bytes"):
                             run.add(f"bcast_{client}_{mode}_{what}", peer.key, r, got[what])
                         run.negotiated.setdefault(f"broadcast {mode}", {})[peer.key] = got["negotiated"]
 
