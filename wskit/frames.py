@@ -1,9 +1,9 @@
-"""RFC 6455 framing for the common case: whole, unfragmented, uncompressed data frames.
+"""RFC 6455 framing for the common case: whole, unfragmented data frames.
 
 The protocol mixin (:mod:`wskit.protocol`) reads and writes such frames itself
-and leaves everything else (control frames, fragments, frames split across
-reads, compressed messages, any anomaly) to Autobahn's general parser and
-framer. What is here is pure and stateless: masking and frame headers.
+(compressed ones through the connection's permessage-deflate object, as
+Autobahn does) and leaves everything else (control frames, fragments, frames
+split across reads, any anomaly) to Autobahn's general parser and framer. What is here is pure and stateless: masking and frame headers.
 
 Masking uses Autobahn's native XOR masker when it was built (the ``nvx``
 extension), called directly: one C call per frame instead of a masker object
@@ -26,6 +26,9 @@ else:
 # First header byte of a whole (FIN), uncompressed (RSV 0) frame.
 FIN_TEXT = 0x81
 FIN_BINARY = 0x82
+# The same with RSV1 set: a whole compressed message (RFC 7692 6).
+FIN_RSV1_TEXT = 0xC1
+FIN_RSV1_BINARY = 0xC2
 MASK_BIT = 0x80
 # Payload lengths beyond these take a 16-bit / 64-bit extended length (RFC 6455 5.2).
 MAX_SHORT_LENGTH = 125
@@ -91,4 +94,5 @@ def new_mask() -> bytes:
     return _pack_mask(random.getrandbits(32))
 
 
-__all__ = ["FIN_BINARY", "FIN_TEXT", "MASK_BIT", "frame_header", "new_mask", "unmask"]
+__all__ = ["FIN_BINARY", "FIN_RSV1_BINARY", "FIN_RSV1_TEXT", "FIN_TEXT", "MASK_BIT", "frame_header", "new_mask",
+           "unmask"]

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import txaio
+from autobahn.exception import PayloadCorruptError, PayloadExceededError
 from autobahn.util import encode_truncate
 from autobahn.websocket.compress import PERMESSAGE_COMPRESSION_EXTENSION
 from autobahn.websocket.protocol import WebSocketProtocol
@@ -20,7 +21,7 @@ from autobahn.websocket.types import ConnectionDeny
 from txaio._common import _BatchedCall, _BatchedTimer  # the timer Autobahn's factories use
 
 from . import metrics
-from .frames import FIN_BINARY, FIN_TEXT, MASK_BIT, frame_header, new_mask, unmask
+from .frames import FIN_BINARY, FIN_RSV1_BINARY, FIN_RSV1_TEXT, FIN_TEXT, MASK_BIT, frame_header, new_mask, unmask
 from .compression import (
     DEFLATE,
     ClientCompression,
@@ -308,21 +309,36 @@ class ConnectionMixin:
         # Tiny messages grow under deflate and cost a compressor call each.
         if length < self.compress_threshold:
             doNotCompress = True
+        pmce = self._perMessageCompress
+        compress = not doNotCompress and pmce is not None
         if (self.state != STATE_OPEN or fragmentSize is not None or sync
-                or not (doNotCompress or self._perMessageCompress is None)
                 or type(payload) is not bytes or not (isBinary is True or isBinary is False)
                 or 0 < self.maxMessagePayloadSize < length or 0 < self.autoFragmentSize < length
+                or (compress and self.autoFragmentSize > 0)  # fragmented by the compressed length
                 or self.logFrames or self.trackedTimings or not _fast_send_class(type(self))):
             super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
             return
-        # One unfragmented, uncompressed data frame: what Autobahn's sendMessage and
-        # sendFrame would write, with the same traffic counts, in one header build and one write.
+        # One unfragmented data frame: what Autobahn's sendMessage and sendFrame would
+        # write, with the same traffic counts, in one header build and one write.
         stats = self.trafficStats
         stats.outgoingWebSocketMessages += 1
         stats.outgoingOctetsAppLevel += length
+        if compress:
+            pmce.start_compress_message()
+            payload = pmce.compress_message_data(payload) + pmce.end_compress_message()
+            length = len(payload)
+            if 0 < self.maxMessagePayloadSize < length:
+                stats.outgoingOctetsWebSocketLevel += length
+                self.wasMaxMessagePayloadSizeExceeded = True
+                message = (f"tried to send WebSocket message with size {length} exceeding payload limit "
+                           f"of {self.maxMessagePayloadSize} octets")
+                self.log.warn(message)
+                raise PayloadExceededError(message)
+            first = FIN_RSV1_BINARY if isBinary else FIN_RSV1_TEXT
+        else:
+            first = FIN_BINARY if isBinary else FIN_TEXT
         stats.outgoingOctetsWebSocketLevel += length
         stats.outgoingWebSocketFrames += 1
-        first = FIN_BINARY if isBinary else FIN_TEXT
         if self.maskServerFrames if self.factory.isServer else self.maskClientFrames:
             mask = new_mask()
             if self.applyMask:
@@ -417,13 +433,15 @@ class ConnectionMixin:
                 and self.applyMask and _fast_receive_class(type(self)))
 
     def _receive_whole_frames(self) -> bool:
-        """Deliver the whole, unfragmented, uncompressed data frames at the head of the buffer.
+        """Deliver the whole, unfragmented data frames at the head of the buffer.
 
         What Autobahn's parser would do for them, checks, counts and callbacks
-        included, less its per-frame objects and calls. The first frame this
-        does not take (a control frame, a fragment, a compressed or incomplete
-        frame, a size or UTF-8 violation, anything unusual) goes to Autobahn's
-        general parser from its first byte, which decides what it means.
+        included, less its per-frame objects and calls; a compressed message is
+        inflated through the connection's permessage-deflate object as Autobahn
+        does (:meth:`_inflate_whole`). The first frame this does not take (a
+        control frame, a fragment, an incomplete frame, an uncompressed size or
+        UTF-8 violation, anything unusual) goes to Autobahn's general parser
+        from its first byte, which decides what it means.
         """
         data = self.data
         size = len(data)
@@ -433,12 +451,20 @@ class ConnectionMixin:
         max_message = self.maxMessagePayloadSize
         validate = self.utf8validateIncoming
         stats = self.trafficStats
+        pmce = self._perMessageCompress
         general = stopped = False
         try:
             while size - pos >= 2:
                 first = data[pos]
                 second = data[pos + 1]
-                if (first != FIN_BINARY and first != FIN_TEXT) or (second & MASK_BIT) != masked:
+                if (second & MASK_BIT) != masked:
+                    general = True
+                    break
+                if first == FIN_BINARY or first == FIN_TEXT:
+                    compressed = False
+                elif (first == FIN_RSV1_TEXT or first == FIN_RSV1_BINARY) and pmce is not None:
+                    compressed = True
+                else:
                     general = True
                     break
                 length = second & 0x7F
@@ -466,17 +492,25 @@ class ConnectionMixin:
                     payload = unmask(data[start:end], mask)
                 else:
                     payload = data[start:end]
-                is_binary = first == FIN_BINARY
-                if not is_binary and validate and not payload.isascii():
-                    try:
-                        payload.decode("utf-8")
-                    except UnicodeDecodeError:
-                        general = True  # Autobahn fails the connection with its own reason
+                if compressed:
+                    is_binary = first == FIN_RSV1_BINARY
+                    pos = end
+                    payload = self._inflate_whole(pmce, payload, not is_binary and validate)
+                    if payload is None or payload is _STOP:  # failed, as Autobahn fails it
+                        stopped = payload is None  # and reads on, or stops reading, as Autobahn does
                         break
-                pos = end
-                stats.incomingOctetsWebSocketLevel += length
-                stats.incomingOctetsAppLevel += length
-                stats.incomingWebSocketFrames += 1
+                else:
+                    is_binary = first == FIN_BINARY
+                    if not is_binary and validate and not payload.isascii():
+                        try:
+                            payload.decode("utf-8")
+                        except UnicodeDecodeError:
+                            general = True  # Autobahn fails the connection with its own reason
+                            break
+                    pos = end
+                    stats.incomingOctetsWebSocketLevel += length
+                    stats.incomingOctetsAppLevel += length
+                    stats.incomingWebSocketFrames += 1
                 stats.incomingWebSocketMessages += 1
                 if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
                     self._cancelAutoPingTimeoutCall()
@@ -502,8 +536,69 @@ class ConnectionMixin:
         if general:
             return super().processData()
         # Stopped by the callback: the caller goes on with the rest (Autobahn's parser
-        # when the connection is closing). Otherwise what is left is an incomplete header.
+        # when the connection is closing). Otherwise what is left is an incomplete header,
+        # or the connection failed on an inflated message (Autobahn's parser stops there too).
         return stopped and len(self.data) > 0
+
+    def _inflate_whole(self, pmce: Any, payload: bytes, validate: bool) -> Any:
+        """Inflate one whole compressed message as Autobahn's onFrameBegin/Data/End would:
+        the same calls on the extension, limits, UTF-8 checks, traffic counts and, on a
+        violation, the same failure (close code and reason). Returns the message; on a
+        failure :data:`_STOP` where Autobahn's parser stops reading (a limit, corrupt data)
+        and None where it reads on (invalid UTF-8: the connection waits for the peer's
+        close frame)."""
+        max_message = self.maxMessagePayloadSize
+        stats = self.trafficStats
+        pmce.start_decompress_message()
+        try:
+            # The whole message's budget: no frame of it came before.
+            data = pmce.decompress_message_data(payload, max_output_len=max_message if max_message > 0 else None)
+        except PayloadExceededError:
+            self.wasMaxMessagePayloadSizeExceeded = True
+            self._max_message_size_exceeded(
+                max_message, max_message,
+                f"received WebSocket message exceeds payload limit of {max_message} octets after decompression")
+            return _STOP
+        except PayloadCorruptError as exc:
+            self._invalid_payload(f"received WebSocket message cannot be decompressed: {exc}")
+            return _STOP
+        size = len(data)
+        stats.incomingOctetsWebSocketLevel += len(payload)
+        stats.incomingOctetsAppLevel += size
+        if 0 < max_message < size:
+            self.wasMaxMessagePayloadSizeExceeded = True
+            self._max_message_size_exceeded(
+                size, max_message, f"received WebSocket message size {size} exceeds payload limit of {max_message} octets")
+            return _STOP
+        utf8_error = None  # (reason, index) of a text message that is not UTF-8
+        if validate and not data.isascii():
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                validator = self.utf8validator
+                validator.reset()
+                valid, _ended, _, index = validator.validate(data)
+                if not valid:
+                    # Autobahn fails the connection here and goes on to the frame's end.
+                    self._invalid_payload(
+                        f"encountered invalid UTF-8 while processing text message at payload octet index {index}")
+                utf8_error = index
+        if self.state == STATE_OPEN:
+            stats.incomingWebSocketFrames += 1
+        if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
+            self._cancelAutoPingTimeoutCall()
+        try:
+            pmce.end_decompress_message()
+        except PayloadCorruptError as exc:
+            if not self.failedByMe:
+                self._invalid_payload(f"received WebSocket message cannot be decompressed: {exc}")
+            return _STOP
+        if utf8_error is not None:
+            # Failing a second time (after invalid UTF-8) drops TCP, as in Autobahn.
+            self._invalid_payload(
+                f"UTF-8 text message payload ended within Unicode code point at payload octet index {utf8_error}")
+            return None
+        return data
 
     def _connectionLost(self, reason) -> None:
         self._transport_gone = True
@@ -887,6 +982,10 @@ class ServerProtocolMixin(ConnectionMixin):
         # log every page or asset fetch as an unclean drop (a warning) otherwise.
         self.wasClean = True
 
+
+# What _inflate_whole returns for a message that failed the connection where
+# Autobahn's parser stops reading.
+_STOP: Any = False
 
 # Autobahn's per-frame hooks the whole-frame paths skip: a class that overrides one
 # of them (Autobahn's streaming API, a frame logger) gets Autobahn's general paths.

@@ -10,14 +10,17 @@ the same traffic and end the same way; then checks what the case names.
 
 from __future__ import annotations
 
+import random
 import struct
+import zlib
 
 import pytest
+from autobahn.exception import PayloadExceededError
 
 from memory import frames as f
 from memory.driver import memory_settings
 from memory.handlers import PausesAndResumesInside, PausesOnFirst, Recorder, registry
-from wskit.settings import LimitSettings
+from wskit.settings import CompressionSettings, LimitSettings
 
 SUBPROTOCOL = "test.echo.v1"
 
@@ -43,14 +46,17 @@ def general_class(protocol: type) -> type:
     return General
 
 
-def run(tier, chunks, handler=EchoRecorder, general=False, **settings):
+def run(tier, chunks, handler=EchoRecorder, general=False, extensions=None, **settings):
     """Open a connection, feed ``chunks`` (one read each); return the connection and what it did."""
     app = tier.app(memory_settings(**settings), registry(("test.echo.v1", handler)))
     factory = tier.server(app=app)
     if general:
         factory.protocol = general_class(factory.protocol)
     conn = tier.connect(factory)
-    conn.open(protocols=(SUBPROTOCOL,))
+    if extensions is None:
+        conn.open(protocols=(SUBPROTOCOL,))
+    else:
+        conn.open(protocols=(SUBPROTOCOL,), extensions=extensions)
     conn.new_output()
     conn.send(*chunks)
     tier.settle()
@@ -74,6 +80,8 @@ def same_as_general(tier, chunks, handler=EchoRecorder, **settings):
     """Run ``chunks`` on both paths, assert the same outcome, return the fast path's connection and frames."""
     conn, fast = run(tier, chunks, handler, **settings)
     _general_conn, general = run(tier, chunks, handler, general=True, **settings)
+    if "written" in general and general["written"] != fast["written"]:  # the frames, for a readable diff
+        assert f.parse_frames(fast["written"]) == f.parse_frames(general["written"])
     assert fast == general
     frames, rest = f.parse_frames(fast["written"])
     assert rest == b""
@@ -354,3 +362,215 @@ def test_client_masks_what_it_sends(tier, size):
     traffic = conn.proto.trafficStats
     assert traffic.outgoingWebSocketMessages == traffic.outgoingWebSocketFrames == 2
     assert traffic.outgoingOctetsAppLevel == traffic.outgoingOctetsWebSocketLevel == 2 * size
+
+
+# -- compressed messages (permessage-deflate) ------------------------------------------------------
+
+DEFLATE = "permessage-deflate; client_max_window_bits"
+
+
+class Deflater:
+    """A client's permessage-deflate compressor (context takeover, 15-bit window)."""
+
+    def __init__(self, no_context_takeover: bool = False):
+        self.no_context_takeover = no_context_takeover
+        self.compressor = None
+
+    def body(self, payload: bytes) -> bytes:
+        if self.compressor is None or self.no_context_takeover:
+            self.compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+        data = self.compressor.compress(payload) + self.compressor.flush(zlib.Z_SYNC_FLUSH)
+        return data[:-4]
+
+    def text(self, message: str | bytes) -> bytes:
+        return f.frame(f.TEXT, self.body(message.encode() if isinstance(message, str) else message), rsv=4)
+
+    def binary(self, data: bytes) -> bytes:
+        return f.frame(f.BINARY, self.body(data), rsv=4)
+
+
+def deflate_settings(**fields):
+    return CompressionSettings(**{"server_max_window_bits": 12, "threshold": 16, **fields})
+
+
+def inflated(frames, window_bits=12):
+    """The messages in the server's frames, inflated as a peer does (context takeover)."""
+    inflater = zlib.decompressobj(-window_bits)
+    out = []
+    for fr in frames:
+        if fr.opcode in (f.TEXT, f.BINARY):
+            payload = inflater.decompress(fr.payload + b"\x00\x00\xff\xff") if fr.rsv == 4 else fr.payload
+            out.append((fr.opcode, payload))
+    return out
+
+
+def test_compressed_messages_in_one_read(tier):
+    d = Deflater()
+    texts = ["hello " * 20, "h\u00e9llo \u20ac \u65e5\u672c " * 10, "hello " * 20]
+    chunk = (d.text(texts[0]) + d.binary(bytes(range(256)) * 4) + f.text("plain, uncompressed")
+             + d.text(texts[1]) + f.ping(b"p") + d.text(texts[2]) + d.text(""))
+    conn, frames = same_as_general(tier, [chunk], extensions=DEFLATE, compression=deflate_settings())
+    assert inflated(frames) == [(f.TEXT, texts[0].encode()), (f.BINARY, bytes(range(256)) * 4),
+                                (f.TEXT, b"plain, uncompressed"), (f.TEXT, texts[1].encode()),
+                                (f.TEXT, texts[2].encode()), (f.TEXT, b"")]
+    assert [fr.rsv for fr in frames if fr.opcode != f.PONG] == [4, 4, 4, 4, 4, 0]  # "" is under the threshold
+    traffic = conn.proto.trafficStats
+    assert traffic.incomingWebSocketMessages == traffic.incomingWebSocketFrames == 6
+    assert traffic.incomingOctetsAppLevel == sum(len(t.encode()) for t in texts) + 1024 + 19
+    assert traffic.incomingOctetsWebSocketLevel < traffic.incomingOctetsAppLevel
+
+
+@pytest.mark.parametrize("cut", [1, 2, 5, 6, 7, 20, -1])
+def test_a_compressed_frame_split_across_reads(tier, cut):
+    d = Deflater()
+    first, second, third = d.text("before " * 30), d.binary(bytes(300)), d.text("after " * 30)
+    chunks = [first + second[:cut], second[cut:] + third]
+    _conn, frames = same_as_general(tier, chunks, extensions=DEFLATE, compression=deflate_settings())
+    assert inflated(frames) == [(f.TEXT, b"before " * 30), (f.BINARY, bytes(300)), (f.TEXT, b"after " * 30)]
+
+
+@pytest.mark.parametrize("fields", [{}, {"server_no_context_takeover": True},
+                                    {"client_no_context_takeover": True}, {"server_max_window_bits": 9}])
+def test_compressed_messages_with_each_context_option(tier, fields):
+    no_takeover = bool(fields.get("client_no_context_takeover"))
+    d = Deflater(no_context_takeover=no_takeover)
+    messages = [f"message {i} ".encode() * 12 for i in range(6)]
+    offer = DEFLATE + ("; client_no_context_takeover" if no_takeover else "")
+    _conn, frames = same_as_general(tier, [b"".join(d.text(m) for m in messages[:3]), d.text(messages[3]),
+                                           d.text(messages[4]) + d.text(messages[5])],
+                                    extensions=offer, compression=deflate_settings(**fields))
+    bits = fields.get("server_max_window_bits", 12)
+    if fields.get("server_no_context_takeover"):
+        got = [(fr.opcode, f.inflate_message(fr.payload, bits)) for fr in frames]
+    else:
+        got = inflated(frames, bits)
+    assert got == [(f.TEXT, m) for m in messages]
+
+
+def test_a_large_compressed_message_and_limits_at_and_one_past(tier):
+    big = bytes(200_000)
+    d = Deflater()
+    _conn, frames = same_as_general(tier, [d.text(big)], extensions=DEFLATE, compression=deflate_settings())
+    assert inflated(frames) == [(f.TEXT, big)]
+    for limit, code in ((len(big), None), (len(big) - 1, 1009)):
+        limits = LimitSettings(max_message_size=limit)
+        conn, frames = same_as_general(tier, [Deflater().text(big) + f.text("next")], extensions=DEFLATE,
+                                       compression=deflate_settings(), limits=limits)
+        closes = [fr.close_code for fr in frames if fr.opcode == f.CLOSE]
+        assert closes == ([] if code is None else [code])
+
+
+@pytest.mark.parametrize("body", [b"\xff\xff\xff\xff", b"\x00\x05\x00\xfa\xffabc", b"\x07\x00junk"])
+def test_corrupt_compressed_data_fails_with_1007(tier, body):
+    d = Deflater()
+    chunk = d.text("fine " * 10) + f.frame(f.TEXT, body, rsv=4) + d.text("never")
+    _conn, frames = same_as_general(tier, [chunk], extensions=DEFLATE, compression=deflate_settings())
+    assert [fr.close_code for fr in frames if fr.opcode == f.CLOSE] == [1007]
+    assert inflated([fr for fr in frames if fr.opcode == f.TEXT]) == [(f.TEXT, b"fine " * 10)]
+
+
+@pytest.mark.parametrize("bad", [b"valid \xff then invalid" * 3, b"ends inside a character \xe2\x82" * 1,
+                                 "\u00e9t\u00e9 ".encode() * 10 + b"\xed\xa0\x80"])
+def test_invalid_utf8_inside_a_compressed_text_fails_with_1007(tier, bad):
+    d = Deflater()
+    chunk = d.text("good " * 10) + d.text(bad) + d.text("never")
+    _conn, frames = same_as_general(tier, [chunk], extensions=DEFLATE, compression=deflate_settings())
+    assert [fr.close_code for fr in frames if fr.opcode == f.CLOSE] == [1007]
+    assert inflated([fr for fr in frames if fr.opcode == f.TEXT]) == [(f.TEXT, b"good " * 10)]  # "never" is not
+
+
+def test_invalid_utf8_in_a_compressed_binary_is_just_bytes(tier):
+    d = Deflater()
+    _conn, frames = same_as_general(tier, [d.binary(b"\xff\xfe" * 40)], extensions=DEFLATE,
+                                    compression=deflate_settings())
+    assert inflated(frames) == [(f.BINARY, b"\xff\xfe" * 40)]
+
+
+def test_rsv1_without_permessage_deflate_is_a_protocol_error(tier):
+    _conn, frames = same_as_general(tier, [Deflater().text("x" * 50)])
+    assert [fr.close_code for fr in frames if fr.opcode == f.CLOSE] == [1002]
+
+
+def test_compressed_messages_with_hibernation_after_every_message(tier, monkeypatch):
+    monkeypatch.setenv("WSKIT_COMPRESS_HIBERNATE_AFTER", "message")
+    d = Deflater()
+    messages = [f"wake up {i} ".encode() * 15 for i in range(4)]
+    conn, frames = same_as_general(tier, [d.text(messages[0]) + d.text(messages[1]), d.text(messages[2]),
+                                          d.text(messages[3])], extensions=DEFLATE, compression=deflate_settings())
+    assert inflated(frames) == [(f.TEXT, m) for m in messages]
+    assert conn.proto._perMessageCompress.wakeups > 0
+
+
+def test_compressed_sends_keep_autobahn_framing_and_fragmenting(tier):
+    text = random.Random(3).randbytes(600).hex().encode()  # compresses to about 700 bytes
+    other = random.Random(4).randbytes(600).hex().encode()
+    written = {}
+    for general in (False, True):
+        conn, _ = run(tier, [], EchoRecorder, general=general, extensions=DEFLATE, compression=deflate_settings())
+        conn.proto.send_message(text, False)
+        conn.proto.send_message(b"z" * 500, True)
+        conn.proto.autoFragmentSize = 100  # by the compressed length, as Autobahn does
+        conn.proto.send_message(other, False)
+        written[general] = (conn.new_output(), conn.proto.trafficStats.__json__())
+    assert written[False] == written[True]
+    frames, _rest = f.parse_frames(written[False][0])
+    assert [(fr.opcode, fr.rsv, fr.fin) for fr in frames[:2]] == [(f.TEXT, 4, True), (f.BINARY, 4, True)]
+    assert len(frames) > 4 and frames[2].rsv == 4 and all(fr.rsv == 0 for fr in frames[3:])
+    inflater = zlib.decompressobj(-12)
+    whole = [frames[0].payload, frames[1].payload, b"".join(fr.payload for fr in frames[2:])]
+    assert [inflater.decompress(p + b"\x00\x00\xff\xff") for p in whole] == [text, b"z" * 500, other]
+
+
+@pytest.mark.parametrize("general", [False, True])
+def test_whole_compressed_frames_skip_autobahns_per_frame_calls(tier, general):
+    app = tier.app(memory_settings(compression=deflate_settings()), registry(("test.echo.v1", EchoRecorder)))
+    factory = tier.server(app=app)
+    if general:
+        factory.protocol = general_class(factory.protocol)
+    conn = tier.connect(factory)
+    conn.open(protocols=(SUBPROTOCOL,), extensions=DEFLATE)
+    calls = []
+    parse_frame, compress = conn.proto.onFrameBegin, conn.proto.sendFrame
+    conn.proto.onFrameBegin = lambda: (calls.append("parse"), parse_frame())  # this instance only
+    conn.proto.sendFrame = lambda *a, **k: (calls.append("frame"), compress(*a, **k))
+    d = Deflater()
+    conn.send(d.text("a" * 100) + d.binary(b"b" * 100))
+    assert calls == (["parse", "frame", "parse", "frame"] if general else [])
+    assert inflated(conn.frames()) == [(f.TEXT, b"a" * 100), (f.BINARY, b"b" * 100)]
+
+
+def test_a_text_ending_inside_a_character_then_the_peers_close_in_one_read(tier):
+    # Autobahn fails the connection (1007) and reads on: the peer's close frame
+    # that came with it completes the closing handshake at once.
+    chunk = Deflater().text(b"ends inside a character \xe2\x82") + f.close(1000)
+    conn, frames = same_as_general(tier, [chunk], extensions=DEFLATE, compression=deflate_settings())
+    assert [fr.close_code for fr in frames if fr.opcode == f.CLOSE] == [1007]
+    assert conn.lost
+
+
+def test_an_extension_that_does_not_bound_its_output_is_held_to_the_limit(tier):
+    # Autobahn checks the inflated size after each frame too (other extensions than
+    # wskit's may ignore max_output_len); the whole-frame path does the same.
+    outcomes = []
+    for general in (False, True):
+        conn, _ = run(tier, [], EchoRecorder, general=general, extensions=DEFLATE, compression=deflate_settings(),
+                      limits=LimitSettings(max_message_size=1000))
+        pmce = conn.proto._perMessageCompress
+        pmce.decompress_message_data = lambda data, max_output_len=None: pmce._decompressor.decompress(data)
+        conn.send(Deflater().text("x" * 1001))
+        outcomes.append(outcome(conn))
+        assert [fr.close_code for fr in f.parse_frames(outcomes[-1]["written"])[0]] == [1009]
+    assert outcomes[0] == outcomes[1]
+
+
+def test_a_compressed_send_over_the_message_limit_raises_as_autobahn_does(tier):
+    noise = random.Random(5).randbytes(998)  # compresses to a few bytes more than it is
+    results = []
+    for general in (False, True):
+        conn, _ = run(tier, [], EchoRecorder, general=general, extensions=DEFLATE, compression=deflate_settings(),
+                      limits=LimitSettings(max_message_size=1000))
+        with pytest.raises(PayloadExceededError, match="exceeding payload limit of 1000 octets"):
+            conn.proto.sendMessage(noise, isBinary=True)
+        results.append((conn.new_output(), conn.proto.trafficStats.__json__()))
+    assert results[0] == results[1]
+    assert results[0][0] == b""
