@@ -81,6 +81,7 @@ class ConnectionMixin:
     _reading_paused = False
     _parsing = False
     _failed = False  # this side failed the connection (a protocol, UTF-8 or size violation)
+    _received_after_failure = 0  # bytes of the reads that came after that
     # The permessage-deflate negotiation's outcome (wskit.deflate.DeflateAgreement), once negotiated.
     _deflate_agreement = None
     # The transport has reported the connection lost.
@@ -384,6 +385,8 @@ class ConnectionMixin:
         super()._fail_connection(code, reason)
 
     def _dataReceived(self, data: bytes) -> None:
+        if self._failed:
+            self._received_after_failure += len(data)
         if (self.state == STATE_OPEN and not self.data and not self._parsing and not self._reading_paused
                 and not self.logOctets and self._whole_frames_apply()):
             # Autobahn's _dataReceived and consumeData, for a read that starts at a frame.
@@ -399,15 +402,19 @@ class ConnectionMixin:
         else:
             super()._dataReceived(data)
         # After a violation (1002/1007/1009) the connection waits for the peer's close frame, but a
-        # frame refused half-way (a message that inflated past the limit) leaves the rest of its
-        # bytes, and anything after them, unparsable: buffering it until the close timeout would
-        # let a peer grow our memory at line rate. A well-behaved peer sends a close frame.
+        # frame refused half-way (a fragment or split frame that inflated past the limit) leaves the
+        # rest of its bytes, and anything after them, unparsable: buffering it until the close
+        # timeout would let a peer grow our memory at line rate, and parsing and discarding what
+        # follows a whole refused frame would let it keep us busy. A well-behaved peer sends a
+        # close frame: past MAX_BYTES_AFTER_FAILURE, buffered or read since, the peer is dropped.
         # Closed, not aborted: our close frame may still be queued (Twisted writes on the next
         # reactor turn, and reads before it writes), and an abort would throw it away. Closing
         # stops reading at once; a peer that takes nothing is aborted at the close timeout.
-        if self._failed and len(self.data) > MAX_BYTES_AFTER_FAILURE and self.state != self.STATE_CLOSED:
+        if (self._failed and self.state != self.STATE_CLOSED
+                and max(len(self.data), self._received_after_failure) > MAX_BYTES_AFTER_FAILURE):
             self.log.info("wskit: dropping {peer}: {size} bytes received after the connection was failed",
-                          peer=self.peer, size=len(self.data), wskit_event="drop-after-failure")
+                          peer=self.peer, size=max(len(self.data), self._received_after_failure),
+                          wskit_event="drop-after-failure")
             self.data = b""
             self.dropConnection(abort=False)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import msgpack
+import pytest
 
 from memory import frames as f
 from memory.driver import memory_settings
@@ -438,22 +439,28 @@ def test_frame_over_max_frame_size_closes_with_1009(tier):
     assert conn.close_frame().close_code == 1009
 
 
-def _inflating_past_the_limit(tier, **timeouts):
-    """A deflate connection limited to 1000-byte messages, and a message inflating past it."""
+def _inflating_past_the_limit(tier, shape="whole", **timeouts):
+    """A deflate connection limited to 1000-byte messages, and a message inflating past it:
+    one whole frame (taken whole and refused), or two fragments (refused half-way through
+    the second, whose rest Autobahn's parser then cannot get past)."""
     settings = memory_settings(compression=CompressionSettings(), limits=LimitSettings(max_message_size=1000),
                                timeouts=TimeoutSettings(auto_ping_interval=0, **timeouts))
     conn = tier.connect(tier.server(settings))
     conn.open(extensions="permessage-deflate")
-    return conn, f.frame(f.BINARY, f.deflate_message(b"a" * 5000), rsv=4)
+    body = f.deflate_message(b"a" * 5000)
+    if shape == "whole":
+        return conn, f.frame(f.BINARY, body, rsv=4)
+    return conn, f.frame(f.BINARY, body[:4], fin=False, rsv=4) + f.frame(f.CONTINUATION, body[4:])
 
 
-def test_input_after_an_inflate_failure_is_dropped_after_the_1009_close_frame(tier):
+@pytest.mark.parametrize("shape", ["whole", "fragmented"])
+def test_input_after_an_inflate_failure_is_dropped_after_the_1009_close_frame(tier, shape):
     # The failure and the drop of a peer that keeps sending come in the same read: the
     # 1009 close frame is still queued then (Twisted writes on the next turn), and an
     # abort would throw it away, leaving the peer a TCP reset instead of a close frame.
     from wskit.protocol import MAX_BYTES_AFTER_FAILURE
 
-    conn, bomb = _inflating_past_the_limit(tier, close_handshake=2)
+    conn, bomb = _inflating_past_the_limit(tier, shape, close_handshake=2)
     conn.send(bomb + f.binary(b"x" * 1000) * (MAX_BYTES_AFTER_FAILURE // 1000 + 2))
     assert conn.close_frame().close_code == 1009
     assert conn.closed_by_us and conn.lost and not conn.aborted
@@ -461,10 +468,13 @@ def test_input_after_an_inflate_failure_is_dropped_after_the_1009_close_frame(ti
     assert len(tier.log_lines("received after the connection was failed")) == 1
 
 
-def test_input_after_an_inflate_failure_from_a_peer_that_never_reads_is_aborted(tier):
+@pytest.mark.parametrize("shape", ["whole", "fragmented"])
+def test_input_after_an_inflate_failure_from_a_peer_that_never_reads_is_aborted(tier, shape):
+    # Bytes read after the failure count whether the parser could get past the refused
+    # frame (and discards what follows) or not (and buffers it).
     from wskit.protocol import MAX_BYTES_AFTER_FAILURE
 
-    conn, bomb = _inflating_past_the_limit(tier, close_handshake=2)
+    conn, bomb = _inflating_past_the_limit(tier, shape, close_handshake=2)
     conn.hold_close()  # our close frame is queued behind bytes the peer never reads
     conn.send(bomb)
     assert conn.close_frame().close_code == 1009
@@ -479,6 +489,17 @@ def test_input_after_an_inflate_failure_from_a_peer_that_never_reads_is_aborted(
     assert conn.proto.data == b""
     tier.advance(2.5)
     assert conn.aborted and conn.lost
+
+
+def test_after_a_whole_message_inflating_past_the_limit_the_peers_close_completes_the_handshake(tier):
+    conn, bomb = _inflating_past_the_limit(tier, "whole", close_handshake=2)
+    conn.send(bomb, f.binary(b"ignored"))
+    assert conn.close_frame().close_code == 1009
+    assert not conn.lost
+    conn.send(f.close(1009))
+    tier.settle()
+    assert conn.lost and not conn.aborted
+    assert not tier.log_lines("received after the connection was failed")
 
 
 def test_invalid_utf8_text_closes_with_1007(tier):
