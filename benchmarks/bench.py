@@ -641,9 +641,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--clients takes {', '.join(BROADCAST_CLIENTS)}")
     missing = []
     if "echo" in only and importlib.util.find_spec("picows") is None:
-        missing.append("the echo clients need picows: pip install -e '.[test]'")
+        missing.append("the echo clients need picows: pip install -e '.[test,bench]'")
     if "broadcast" in only and "picows" in clients and importlib.util.find_spec("picows") is None:
-        missing.append("the picows broadcast client needs picows: pip install -e '.[test]'")
+        missing.append("the picows broadcast client needs picows: pip install -e '.[test,bench]'")
     if ("broadcast" in only and "node" in clients
             and not (shutil.which("node") and (NODE_DIR / "node_modules" / "ws").is_dir())):
         missing.append("the broadcast clients need Node and ws: npm ci --prefix benchmarks/node")
