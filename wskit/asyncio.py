@@ -47,7 +47,7 @@ class _WriteBatch:
     read together (a publisher's burst) reaches each recipient as one write.
     """
 
-    __slots__ = ("loop", "connections")
+    __slots__ = ("connections", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop

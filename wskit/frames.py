@@ -3,7 +3,8 @@
 The protocol mixin (:mod:`wskit.protocol`) reads and writes such frames itself
 (compressed ones through the connection's permessage-deflate object, as
 Autobahn does) and leaves everything else (control frames, fragments, frames
-split across reads, any anomaly) to Autobahn's general parser and framer. What is here is pure and stateless: masking and frame headers.
+split across reads, any anomaly) to Autobahn's general parser and framer.
+What is here is pure and stateless: masking and frame headers.
 
 Masking uses Autobahn's native XOR masker when it was built (the ``nvx``
 extension), called directly: one C call per frame instead of a masker object

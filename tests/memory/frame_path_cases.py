@@ -454,7 +454,7 @@ def test_a_large_compressed_message_and_limits_at_and_one_past(tier):
     assert inflated(frames) == [(f.TEXT, big)]
     for limit, code in ((len(big), None), (len(big) - 1, 1009)):
         limits = LimitSettings(max_message_size=limit)
-        conn, frames = same_as_general(tier, [Deflater().text(big) + f.text("next")], extensions=DEFLATE,
+        _conn, frames = same_as_general(tier, [Deflater().text(big) + f.text("next")], extensions=DEFLATE,
                                        compression=deflate_settings(), limits=limits)
         closes = [fr.close_code for fr in frames if fr.opcode == f.CLOSE]
         assert closes == ([] if code is None else [code])
@@ -556,7 +556,7 @@ def test_an_extension_that_does_not_bound_its_output_is_held_to_the_limit(tier):
         conn, _ = run(tier, [], EchoRecorder, general=general, extensions=DEFLATE, compression=deflate_settings(),
                       limits=LimitSettings(max_message_size=1000))
         pmce = conn.proto._perMessageCompress
-        pmce.decompress_message_data = lambda data, max_output_len=None: pmce._decompressor.decompress(data)
+        pmce.decompress_message_data = lambda data, max_output_len=None, pmce=pmce: pmce._decompressor.decompress(data)
         conn.send(Deflater().text("x" * 1001))
         outcomes.append(outcome(conn))
         assert [fr.close_code for fr in f.parse_frames(outcomes[-1]["written"])[0]] == [1009]
