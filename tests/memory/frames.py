@@ -260,6 +260,18 @@ def inflate_message(data: bytes, window_bits: int = 15) -> bytes:
     return zlib.decompressobj(-window_bits).decompress(data + DEFLATE_TAIL)
 
 
+def deflater(window_bits: int = 15):
+    """A peer's compressor that keeps its context across messages: message -> compressed body."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -window_bits)
+    return lambda payload: (compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-len(DEFLATE_TAIL)]
+
+
+def inflater(window_bits: int = 15):
+    """A peer's decompressor that keeps its context across messages: compressed body -> message."""
+    decompressor = zlib.decompressobj(-window_bits)
+    return lambda data: decompressor.decompress(data + DEFLATE_TAIL)
+
+
 def compressed_text(message: str, window_bits: int = 15) -> bytes:
     """A masked text frame with RSV1 set: one compressed message."""
     return frame(TEXT, deflate_message(message.encode(), window_bits), rsv=4)

@@ -1068,20 +1068,12 @@ def test_connections_beyond_max_connections_are_refused_with_503(tier):
     assert tier.connect(factory).handshake().status == 101
 
 
-def _inflater(window_bits):
-    """A decompressor that keeps its context across messages (context takeover)."""
-    import zlib
-
-    decompressor = zlib.decompressobj(-window_bits)
-    return lambda data: decompressor.decompress(data + f.DEFLATE_TAIL)
-
-
 def test_deflate_context_takeover_across_messages(tier):
     settings = memory_settings(compression=CompressionSettings(server_max_window_bits=12))
     conn = tier.connect(tier.server(settings))
     head = conn.open(extensions="permessage-deflate")
     assert "server_no_context_takeover" not in head.header("sec-websocket-extensions")
-    inflate = _inflater(12)
+    inflate = f.inflater(12)
     message = "the same words again and again " * 4
     sizes = []
     for _ in range(2):
@@ -1105,21 +1097,13 @@ def test_deflate_server_no_context_takeover_is_announced_and_kept(tier):
     assert conn.proto._perMessageCompress._compressor is None  # no idle zlib context kept
 
 
-def _deflater(window_bits):
-    """A client's compressor that keeps its context across messages."""
-    import zlib
-
-    compressor = zlib.compressobj(6, zlib.DEFLATED, -window_bits)
-    return lambda data: (compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
-
-
 def test_deflate_idle_connection_hibernates_and_resumes_its_streams(tier):
     settings = memory_settings(compression=CompressionSettings(hibernate_after=2),
                                timeouts=TimeoutSettings(auto_ping_interval=0))
     conn = tier.connect(tier.server(settings))
     head = conn.open(extensions="permessage-deflate; client_max_window_bits")
     assert "client_max_window_bits=12" in head.header("sec-websocket-extensions")
-    deflate, inflate = _deflater(12), _inflater(12)
+    deflate, inflate = f.deflater(12), f.inflater(12)
     pmce = conn.proto._perMessageCompress
     message = b"hibernate, then take up the same words again " * 3
     sizes = []
@@ -1143,7 +1127,7 @@ def test_deflate_busy_connection_does_not_hibernate(tier):
                                timeouts=TimeoutSettings(auto_ping_interval=0))
     conn = tier.connect(tier.server(settings))
     conn.open(extensions="permessage-deflate; client_max_window_bits")
-    deflate, inflate = _deflater(12), _inflater(12)
+    deflate, inflate = f.deflater(12), f.inflater(12)
     pmce = conn.proto._perMessageCompress
     for i in range(12):
         message = f"message {i} of a busy connection ".encode() * 4
