@@ -518,9 +518,9 @@ class ConnectionMixin:
                     stats.incomingOctetsWebSocketLevel += length
                     stats.incomingOctetsAppLevel += length
                     stats.incomingWebSocketFrames += 1
+                    if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
+                        self._cancelAutoPingTimeoutCall()  # (_inflate_whole does it for compressed ones)
                 stats.incomingWebSocketMessages += 1
-                if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
-                    self._cancelAutoPingTimeoutCall()
                 # Autobahn's _onMessage, whose only work besides is the backend's use of the result.
                 result = self.onMessage(payload, is_binary)
                 if result is not None:
@@ -577,7 +577,7 @@ class ConnectionMixin:
             self._max_message_size_exceeded(
                 size, max_message, f"received WebSocket message size {size} exceeds payload limit of {max_message} octets")
             return _STOP
-        utf8_error = None  # (reason, index) of a text message that is not UTF-8
+        utf8_error = None  # where a text message stops being UTF-8 (octet index)
         if validate and not data.isascii():
             try:
                 data.decode("utf-8")
