@@ -49,6 +49,18 @@ def handshake_error(tier, future) -> HandshakeError:
     return raised.value
 
 
+def test_every_autobahn_option_reaches_the_client_connection(tier):
+    from autobahn.websocket.protocol import WebSocketClientProtocol
+
+    conn = open_client(tier)
+    factory = conn.proto.factory
+    options = WebSocketClientProtocol.CONFIG_ATTRS
+    assert len(options) > 20
+    for name in options:
+        assert getattr(conn.proto, name) == getattr(factory, name), name
+    assert conn.proto.CONFIG_ATTRS == ()  # Autobahn's debug dump of them has nothing to format
+
+
 def test_client_writes_a_valid_upgrade_request(tier):
     _conn, raw = start_client(tier, subprotocols=("wskit.chat.v2.json", "wskit.echo"),
                               origin="http://127.0.0.1:9000", headers=(("X-Trace", "abc"),))

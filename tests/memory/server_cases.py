@@ -117,6 +117,25 @@ def test_wrong_path_is_refused_with_404(tier):
     assert "no WebSocket endpoint at /nope (try /ws)" in head.body.decode()
 
 
+def test_every_autobahn_option_reaches_the_connection_without_the_debug_dump(tier, monkeypatch):
+    # wskit copies the factory's options itself: Autobahn's copy pretty-prints them
+    # all for a debug line on every connection, whether debug logging is on or not.
+    from autobahn.websocket import protocol as autobahn_protocol
+
+    dumped = []
+    real = autobahn_protocol.pformat
+    monkeypatch.setattr(autobahn_protocol, "pformat", lambda obj: dumped.append(obj) or real(obj))
+    factory = tier.server(memory_settings(limits=LimitSettings(max_message_size=12345)))
+    conn = tier.connect(factory)  # connected: the options are copied (the handshake changes some)
+    options = autobahn_protocol.WebSocketServerProtocol.CONFIG_ATTRS
+    assert len(options) > 20
+    for name in options:
+        assert getattr(conn.proto, name) == getattr(factory, name), name
+    assert conn.proto.maxMessagePayloadSize == 12345
+    conn.open()
+    assert not [obj for obj in dumped if obj], f"options pretty-printed: {dumped!r}"
+
+
 def test_plain_get_without_upgrade_gets_426(tier):
     conn = tier.connect(tier.server(registry=registry((SHOUT, Recorder), ("wskit.echo", Recorder))))
     conn.send(f.plain_get("/ws"))
