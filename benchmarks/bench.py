@@ -1,13 +1,13 @@
 """The peer benchmark: wskit against python-websockets, Autobahn and picows, as ratio tables.
 
-    python benchmarks/bench.py [--size tiny|small|full] [--rounds N] [--only echo,idle,broadcast]
+    python benchmarks/bench.py [--size tiny|small|full] [--rounds N] [--only echo,connect,idle,broadcast]
                                [--servers KEY,...] [--clients node,picows] [--subscribers N]
                                [--events M] [--json out.json]
 
 Servers (benchmarks/servers.py, one process each, on 127.0.0.1 port 0, at
 their libraries' defaults): wskit on Twisted, wskit on asyncio's default loop,
 wskit on uvloop (when installed), python-websockets, plain Autobahn on Twisted
-and on asyncio, and picows (echo and idle only: the ceiling).
+and on asyncio, and picows (echo, connect and idle only: the ceiling).
 
 Clients, independent of every server and the same for all of them:
 
@@ -15,6 +15,11 @@ Clients, independent of every server and the same for all of them:
   C connections each send a 1 KiB message, wait for the echo, send the next;
   binary, and UTF-8 text (mostly ASCII with some 2- and 3-byte characters).
   Reported: messages/s and the server's CPU time per message.
+* connect: picows clients in this process open connections (20 at a time),
+  each offering permessage-deflate as browsers do and no subprotocol, and
+  close each once open: the client's close frame, the server's answer, the
+  server's TCP close. Reported: connections/s and the server's CPU time per
+  connection (accept, opening handshake, closing handshake, log lines).
 * idle: python-websockets clients in this process open connections offering
   permessage-deflate (``client_max_window_bits``, as browsers do), send one
   ~200 B message each and read the echo; reported: the server's VmRSS above
@@ -101,7 +106,7 @@ NODE_DIR = HERE / "node"
 NODE_SCRIPT = NODE_DIR / "broadcast.js"
 PICOWS_SCRIPT = HERE / "broadcast_picows.py"
 BROADCAST_CLIENTS = ("node", "picows")
-SECTIONS = ("echo", "idle", "broadcast")
+SECTIONS = ("echo", "connect", "idle", "broadcast")
 BASELINE = "websockets"
 MESSAGE_SIZE = 1024
 
@@ -115,6 +120,7 @@ class Size:
     echo_connections: int
     echo_messages: int  # round trips per measurement, over all connections
     echo_warmup: int  # round trips per connection before measuring
+    connections: int  # opened and closed per connect measurement
     idle_connections: int
     subscribers: int
     events: int  # published per measurement; each reaches every subscriber
@@ -125,11 +131,11 @@ class Size:
 
 
 SIZES = {
-    "tiny": Size(echo_connections=4, echo_messages=400, echo_warmup=5, idle_connections=20,
+    "tiny": Size(echo_connections=4, echo_messages=400, echo_warmup=5, connections=40, idle_connections=20,
                  subscribers=10, events=20, window=5, warmup=5, rounds=1, timeout=60),
-    "small": Size(echo_connections=10, echo_messages=20000, echo_warmup=20, idle_connections=200,
+    "small": Size(echo_connections=10, echo_messages=20000, echo_warmup=20, connections=1000, idle_connections=200,
                   subscribers=100, events=100, window=10, warmup=10, rounds=3, timeout=120),
-    "full": Size(echo_connections=50, echo_messages=50000, echo_warmup=20, idle_connections=1000,
+    "full": Size(echo_connections=50, echo_messages=50000, echo_warmup=20, connections=2000, idle_connections=1000,
                  subscribers=500, events=200, window=10, warmup=10, rounds=3, timeout=300),
 }
 
@@ -164,7 +170,7 @@ def peers() -> list[Peer]:
         Peer("autobahn-twisted", "Autobahn Twisted", ("autobahn", "--backend", "twisted"), everything),
         Peer("autobahn-asyncio", "Autobahn asyncio", ("autobahn", "--backend", "asyncio"), everything),
         Peer("picows", "picows (ceiling)", ("picows", *(("--uvloop",) if uv else ())),
-             frozenset({"echo", "idle"})),
+             frozenset({"echo", "connect", "idle"})),
     ]
     return found
 
@@ -198,6 +204,8 @@ METRICS = (
     Metric("echo_text_rate", "echo text, msg/s", "higher", "echo", 0),
     Metric("echo_binary_cpu", "echo binary, server CPU us/msg", "lower", "echo", 1),
     Metric("echo_text_cpu", "echo text, server CPU us/msg", "lower", "echo", 1),
+    Metric("connect_rate", "connect and close, connections/s", "higher", "connect", 0),
+    Metric("connect_cpu", "connect and close, server CPU us/connection", "lower", "connect", 1),
     Metric("idle_kib", "idle deflate connection, server KiB", "lower", "idle", 1),
     Metric("idle_hib_kib", f"idle deflate connection after {IDLE_WAIT:g} s idle, server KiB", "lower", "idle", 1),
     Metric("wake_cpu", "first message after the idle period, server CPU us/msg", "lower", "idle", 1),
@@ -381,6 +389,56 @@ async def echo(server: Server, size: Size, payload: bytes, text: bool) -> dict:
                 transport.disconnect()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*(t.wait_disconnected() for t, _ in conns)), 5)
+
+
+CONNECT_PARALLEL = 20
+CONNECT_WARMUP = 20
+
+
+async def connect(server: Server, size: Size) -> dict:
+    """Connections opened and closed (closing handshake included), ``CONNECT_PARALLEL`` at a time."""
+    from picows import WSCloseCode, WSListener, WSMsgType, ws_connect
+
+    headers = {"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"}
+    negotiated: list[str] = []
+
+    class Client(WSListener):
+        def on_ws_connected(self, transport) -> None:
+            transport.send_close(WSCloseCode.OK)
+
+        def on_ws_frame(self, transport, frame) -> None:
+            if frame.msg_type == WSMsgType.CLOSE:
+                if frame.get_close_code() != WSCloseCode.OK:
+                    negotiated.append(f"closed with {frame.get_close_code()}")
+                transport.disconnect()
+
+    async def one() -> None:
+        transport, _client = await ws_connect(Client, server.url, extra_headers=headers)
+        if not negotiated:
+            negotiated.append(transport.response.headers.get("sec-websocket-extensions", ""))
+        await transport.wait_disconnected()
+
+    async def churn(count: int) -> None:
+        slots = asyncio.Semaphore(CONNECT_PARALLEL)
+
+        async def slot() -> None:
+            async with slots:
+                await one()
+
+        await asyncio.gather(*(slot() for _ in range(count)))
+
+    async def measure() -> dict:
+        await churn(CONNECT_WARMUP)
+        cpu0, t0 = server_cpu_ns(server.pid), time.perf_counter()
+        await churn(size.connections)
+        elapsed, cpu = time.perf_counter() - t0, server_cpu_ns(server.pid) - cpu0
+        wrong = [n for n in negotiated if n.startswith("closed with")]
+        if wrong:
+            raise AssertionError(f"{len(wrong)} connection(s) {wrong[0]}, not 1000")
+        return {"rate": size.connections / elapsed, "cpu": cpu / 1000 / size.connections,
+                "negotiated": negotiated[0]}
+
+    return await asyncio.wait_for(measure(), size.timeout)
 
 
 async def idle(server: Server, size: Size) -> dict:
@@ -567,6 +625,15 @@ def measure_round(run: Run, r: int, size: Size, only: set[str], servers: dict[st
                     if got:
                         run.add(f"echo_{variant}_rate", peer.key, r, got["rate"])
                         run.add(f"echo_{variant}_cpu", peer.key, r, got["cpu"])
+    if "connect" in only:
+        for peer in order:
+            if "connect" in peer.sections:
+                server = servers[peer.key]
+                got = run.attempt("connect", peer, r, lambda: connect(server, size))
+                if got:
+                    run.add("connect_rate", peer.key, r, got["rate"])
+                    run.add("connect_cpu", peer.key, r, got["cpu"])
+                    run.negotiated.setdefault("connect", {})[peer.key] = got["negotiated"]
     if "broadcast" in only:
         for client, mode in rotated([(c, m) for c in run.clients for m in ("plain", "deflate")], r):
             for peer in order:
@@ -593,7 +660,8 @@ def report(run: Run, only: set[str]) -> tuple[str, str]:
 
     def mark(metric: Metric, peer: Peer) -> str:
         # A dagger: the client offered permessage-deflate and this server did not negotiate it.
-        section = ("idle" if metric.section == "idle" else None) or ("broadcast deflate" if "deflate" in metric.key else "")
+        section = (metric.section if metric.section in ("idle", "connect") else None) or (
+            "broadcast deflate" if "deflate" in metric.key else "")
         offered = run.negotiated.get(section, {}).get(peer.key)
         return " †" if section and offered is not None and "permessage-deflate" not in offered else ""
 
@@ -608,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=list(SIZES), default="small")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default: tiny 1, small 3, full 5)")
-    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated: echo,idle,broadcast")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated: " + ",".join(SECTIONS))
     parser.add_argument("--servers", default="", help="comma-separated server keys (default: all); "
                         + ", ".join(p.key for p in peers()) + "; idle section only, when named: "
                         + ", ".join(p.key for p in variant_peers()))
@@ -640,8 +708,8 @@ def main(argv: list[str] | None = None) -> int:
     if "broadcast" in only and (not clients or set(clients) - set(BROADCAST_CLIENTS)):
         parser.error(f"--clients takes {', '.join(BROADCAST_CLIENTS)}")
     missing = []
-    if "echo" in only and importlib.util.find_spec("picows") is None:
-        missing.append("the echo clients need picows: pip install -e '.[test,bench]'")
+    if only & {"echo", "connect"} and importlib.util.find_spec("picows") is None:
+        missing.append("the echo and connect clients need picows: pip install -e '.[test,bench]'")
     if "broadcast" in only and "picows" in clients and importlib.util.find_spec("picows") is None:
         missing.append("the picows broadcast client needs picows: pip install -e '.[test,bench]'")
     if ("broadcast" in only and "node" in clients
@@ -664,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
         pool = ticks(200)
         ticks_path.write_text(json.dumps(pool))
         persistent = {p.key: Server(p.label, p.command) for p in entries
-                      if p.sections & only & {"echo", "broadcast"}}
+                      if p.sections & only & {"echo", "connect", "broadcast"}}
         fresh = None
         try:
             for server in persistent.values():
@@ -695,7 +763,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{' '.join(map(str, load_end))} at end.")
     print("Versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + ".")
     print(f"Echo: {size.echo_connections} connections, {size.echo_messages} round trips of {MESSAGE_SIZE} B "
-          f"per measurement. Idle: {size.idle_connections} connections offering permessage-deflate, "
+          f"per measurement. Connect: {size.connections} connections opened and closed, "
+          f"{CONNECT_PARALLEL} at a time, offering permessage-deflate. Idle: {size.idle_connections} connections offering permessage-deflate, "
           f"measured after one message each way, then after {IDLE_WAIT:g} s without traffic (past wskit's "
           f"hibernation delay), then CPU for one more message each (the wake-up) and one after it. "
           f"Broadcast: {size.subscribers} subscribers x {size.events} ticks "
