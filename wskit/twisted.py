@@ -25,6 +25,7 @@ from autobahn.twisted.websocket import (  # noqa: E402
 from twisted.application import service  # noqa: E402
 from twisted.internet import defer, endpoints  # noqa: E402
 from twisted.internet.interfaces import IPushProducer  # noqa: E402
+from twisted.protocols.policies import ProtocolWrapper  # noqa: E402
 from twisted.python.failure import Failure  # noqa: E402
 from twisted.web import http, resource, server, static  # noqa: E402
 from zope.interface import implementer  # noqa: E402
@@ -37,6 +38,7 @@ from .handshake import (  # noqa: E402
     MAX_BODY_CHARACTERS,
     MAX_REASON_CHARACTERS,
     Refusal,
+    RequestHead,
     body_refusal,
     one_line,
     read_request_head,
@@ -272,6 +274,7 @@ class _LimitedHTTPChannel(http.HTTPChannel):
         self._screening = True  # reading a request head: screen it
         self._head = b""
         self._refused = False
+        self._passed_on = False  # twisted.web has read some of this connection
         self._deadline_call: Any = None
         # When (reactor seconds) the current request must be complete.
         self.handshake_deadline: float | None = None
@@ -338,6 +341,7 @@ class _LimitedHTTPChannel(http.HTTPChannel):
         if self._refused:
             return
         if self._screening:
+            first = not self._passed_on and not self._head  # nothing of this connection read so far
             self._head += data
             head = read_request_head(self._head, self._max_request_size, self._max_headers)
             if head is not None:
@@ -349,7 +353,55 @@ class _LimitedHTTPChannel(http.HTTPChannel):
                     self._refuse(refusal, origin, path)
                     return
                 self._screening, self._head = False, b""
+                if first and self._hand_over(head, data):
+                    return
+        self._passed_on = True
         super().dataReceived(data)
+
+    # -- the WebSocket endpoint, without twisted.web -------------------------------
+
+    def _hand_over(self, head: RequestHead, data: bytes) -> bool:
+        """Give the connection to the WebSocket protocol if ``head`` (all of ``data``
+        so far) is an opening handshake for the Site's own endpoint; False otherwise.
+
+        What twisted.web would do for such a request, without it: it would parse
+        the head again, build a Request, walk the resources to the endpoint,
+        whose Autobahn resource rebuilds the request from its parts for the
+        protocol to parse once more (a quarter of accepting a connection). The
+        head has passed the same screening (limits, Host, WebSocket version);
+        anything else (another path, a page, HTTP/1.0, a body, a head read in
+        pieces) goes through twisted.web as before.
+        """
+        endpoint = getattr(self.site, "websocket_endpoint", None)
+        if (endpoint is None or head.method != "GET" or head.version != "HTTP/1.1"
+                or not head.is_websocket_upgrade or head.target.partition("?")[0] != endpoint[0]
+                or head.header("content-length") not in (None, "0")):
+            return False
+        transport = self.transport
+        factory = endpoint[1]._factory
+        proto = factory.buildProtocol(transport.getPeer())
+        if proto is None:
+            return False
+        # This channel lets go of the connection: no idle timeout, no deadline
+        # (the protocol gets what is left of it), not the transport's producer.
+        self.setTimeout(None)
+        self._cancel_deadline()
+        self._networkProducer.unregisterProducer()
+        self.transport = None
+        # As Autobahn's WebSocketResource takes a transport over from twisted.web.
+        if isinstance(transport, ProtocolWrapper):  # TLS
+            transport.wrappedProtocol = proto
+        elif isinstance(transport.protocol, ProtocolWrapper):
+            transport.protocol.wrappedProtocol = proto
+        else:
+            transport.protocol = proto
+        factory.takeover_deadline = self.handshake_deadline
+        try:
+            proto.makeConnection(transport)
+        finally:
+            factory.takeover_deadline = None
+        proto.dataReceived(data)
+        return True
 
     def _refuse(self, refusal: Refusal, origin: str | None = None, path: str | None = None) -> None:
         self._refused, self._screening, self._head = True, False, b""
@@ -379,6 +431,9 @@ class _WebSocketSite(server.Site):
     """
 
     protocol = _limited_channel
+    # (path, resource) of the WebSocket endpoint build_site mounted: handshakes
+    # for exactly that path go to it without twisted.web (_LimitedHTTPChannel._hand_over).
+    websocket_endpoint: tuple[str, Any] | None = None
 
     def __init__(self, root: Any, app: WebSocketApp, reactor: Any = None):
         # Between requests of a kept-alive connection, twisted.web's idle timeout applies.
@@ -414,7 +469,9 @@ def build_site(app: WebSocketApp, protocol: type | None = None, reactor: Any = N
         parent.putChild(segment, child)
         parent = child
     parent.putChild(segments[-1], ws)
-    return _WebSocketSite(root, app, reactor=reactor)
+    site = _WebSocketSite(root, app, reactor=reactor)
+    site.websocket_endpoint = (settings.path, ws)
+    return site
 
 
 def _access_log_line(timestamp: str, request: Any) -> str:

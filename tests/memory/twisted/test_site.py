@@ -14,7 +14,7 @@ import wskit.twisted as wtwisted
 from memory import frames as f
 from memory.driver import memory_settings
 from memory.server_cases import REFUSED_REQUESTS, assert_refused
-from wskit.settings import LimitSettings, TimeoutSettings
+from wskit.settings import CompressionSettings, LimitSettings, TimeoutSettings
 
 
 def test_refused_requests_answer_as_the_protocol_does(tier):
@@ -57,6 +57,70 @@ def test_a_handshake_through_the_site_is_served(tier):
     assert conn.head().status == 101
     conn.send(f.text("through the site"))
     assert [fr.payload for fr in conn.frames()] == [b"through the site"]
+
+
+def counting_requests(site):
+    """``site`` with a count of the requests twisted.web builds."""
+    built = []
+    factory = site.requestFactory
+
+    def request(*args, **kwargs):
+        built.append(args)
+        return factory(*args, **kwargs)
+
+    site.requestFactory = request
+    return built
+
+
+def accept_fields(head):
+    return (head.status, head.header("sec-websocket-accept"), head.header("sec-websocket-protocol"),
+            head.header("sec-websocket-extensions"))
+
+
+@pytest.mark.parametrize("path", ["/ws", "/ws?token=abc"])
+def test_a_handshake_read_at_once_goes_to_the_protocol_without_twisted_web(tier, path):
+    site = tier.site(memory_settings(timeouts=TimeoutSettings(open_handshake=3, auto_ping_interval=0)))
+    built = counting_requests(site)
+    conn = tier.connect_site(site)
+    conn.send(f.upgrade_request(path=path, protocols=("wskit.echo",)))
+    head = conn.head()
+    assert head.status == 101 and head.header("sec-websocket-protocol") == "wskit.echo"
+    assert built == []
+    # The transport's producer is the connection's flow control, not the HTTP channel.
+    assert conn.transport.producer.connection is conn.websocket
+    # Neither twisted.web's idle timeout nor the request deadline outlives the hand-over.
+    tier.advance(10)
+    assert conn.websocket.is_connected and not conn.closed_by_us
+    conn.send(f.text("direct"))
+    assert [fr.payload for fr in conn.frames()] == [b"direct"]
+
+
+def test_the_same_handshake_read_in_pieces_goes_through_twisted_web_and_gets_the_same_answer(tier):
+    site = tier.site(memory_settings(compression=CompressionSettings()))
+    built = counting_requests(site)
+    request = f.upgrade_request(protocols=("wskit.chat.v2.json",), extensions="permessage-deflate")
+    direct = tier.connect_site(site)
+    direct.send(request)
+    assert built == []
+    pieces = tier.connect_site(site)
+    pieces.send(request[:30])
+    pieces.send(request[30:])
+    assert len(built) == 1
+    assert accept_fields(pieces.head()) == accept_fields(direct.head())
+    assert accept_fields(direct.head())[0] == 101 and accept_fields(direct.head())[3].startswith("permessage-deflate")
+
+
+@pytest.mark.parametrize("request_line", [
+    "GET /ws/ HTTP/1.1",  # another path: twisted.web's routing decides
+    "GET /other HTTP/1.1",
+])
+def test_handshakes_for_other_paths_still_go_through_twisted_web(tier, request_line):
+    site = tier.site()
+    built = counting_requests(site)
+    conn = tier.connect_site(site)
+    conn.send(f.upgrade_request().replace(b"GET /ws HTTP/1.1", request_line.encode(), 1))
+    assert conn.head() is not None
+    assert len(built) == 1
 
 
 def test_a_trickled_request_is_dropped_at_the_open_timeout(tier):
