@@ -39,39 +39,6 @@ from .protocol import (  # noqa: E402
 from .errors import ListenError, check_tls_files, describe_listen_error  # noqa: E402
 from .settings import ClientSettings, ServerSettings, SettingsError  # noqa: E402
 
-class _WriteBatch:
-    """Connections holding broadcast frames back in this loop turn, flushed at its end.
-
-    An asyncio transport sends on every ``write`` (a system call each); Twisted
-    queues and writes once per reactor turn. A fan-out of several messages
-    read together (a publisher's burst) reaches each recipient as one write.
-    """
-
-    __slots__ = ("connections", "loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop = loop
-        self.connections: list[Any] = []
-
-    def add(self, connection: Any) -> None:
-        if not self.connections:
-            self.loop.call_soon(self.flush)
-        self.connections.append(connection)
-
-    def flush(self) -> None:
-        connections, self.connections = self.connections, []
-        for connection in connections:
-            try:
-                connection._flush_corked()
-            except Exception:  # one transport's failure must not hold the others' frames
-                connection.log.error(
-                    "wskit: dropping {peer}: writing its held frames failed:\n{tb}",
-                    peer=connection.peer,
-                    tb=txaio.failure_format_traceback(txaio.create_failure()),
-                )
-                connection._closeConnection(abort=True)
-
-
 class _AsyncioConnection:
     """Flow control on an asyncio transport (shared by both sides' protocol classes)."""
 
@@ -84,37 +51,7 @@ class _AsyncioConnection:
     @property
     def buffered_amount(self) -> int:
         transport = self.transport
-        held = sum(map(len, self._corked)) if self._corked is not None else 0
-        return held + (transport.get_write_buffer_size() if transport is not None else 0)
-
-    def _frame_writer(self) -> Any:
-        factory = self.factory
-        batch = getattr(factory, "_write_batch", None)
-        if batch is None:
-            batch = factory._write_batch = _WriteBatch(factory.loop)
-
-        def hold(frame: bytes) -> None:
-            corked = self._corked
-            if corked is None:
-                self._corked = [frame]
-                batch.add(self)
-            else:
-                corked.append(frame)
-
-        return hold
-
-    def _flush_corked(self) -> None:
-        corked, self._corked = self._corked, None
-        if not corked or self._transport_gone or self.transport is None:
-            return
-        self.transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
-
-    def _closeConnection(self, abort: bool = False) -> None:
-        if abort:
-            self._corked = None  # what the transport holds is discarded too
-        elif self._corked is not None:
-            self._flush_corked()
-        super()._closeConnection(abort)
+        return self._held_bytes() + (transport.get_write_buffer_size() if transport is not None else 0)
 
     def _message_result(self, result: Any) -> None:
         # As Autobahn's _onMessage: a coroutine or future onMessage returned runs as a task.
@@ -154,14 +91,15 @@ class _AsyncioConnection:
         super()._consume()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._corked = None
-        self._transport_write = None  # refers to this connection (see _frame_writer)
         super().connection_lost(exc)
         self.waiter = None
 
 
 class _LoopTimers:
     """Connection timers on the factory's own loop (shared by both sides' factories)."""
+
+    def _call_soon(self, fun: Any) -> None:
+        self.loop.call_soon(fun)
 
     def _timer_clock(self) -> tuple[Any, Any]:
         loop = self.loop

@@ -56,6 +56,42 @@ ALLOWED_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010,
 STATE_OPEN = WebSocketProtocol.STATE_OPEN
 
 
+class WriteBatch:
+    """Connections holding broadcast frames back in this loop turn, flushed at its end.
+
+    Frames a fan-out writes (:meth:`ConnectionMixin.send_frame`) are held on
+    each connection and written together once the turn's callbacks have run:
+    a publisher's burst of events read in one go reaches each recipient in one
+    write (one system call) instead of one per event. ``call_soon`` runs a
+    callable at the end of the turn (asyncio's ``loop.call_soon``, Twisted's
+    ``reactor.callLater(0, ...)``).
+    """
+
+    __slots__ = ("connections", "call_soon")
+
+    def __init__(self, call_soon: Any):
+        self.call_soon = call_soon
+        self.connections: list[Any] = []
+
+    def add(self, connection: Any) -> None:
+        if not self.connections:
+            self.call_soon(self.flush)
+        self.connections.append(connection)
+
+    def flush(self) -> None:
+        connections, self.connections = self.connections, []
+        for connection in connections:
+            try:
+                connection._flush_corked()
+            except Exception:  # one transport's failure must not hold the others' frames
+                connection.log.error(
+                    "wskit: dropping {peer}: writing its held frames failed:\n{tb}",
+                    peer=connection.peer,
+                    tb=txaio.failure_format_traceback(txaio.create_failure()),
+                )
+                connection._closeConnection(abort=True)
+
+
 class ConnectionMixin:
     """What server and client connections share: the :class:`wskit.Connection` API.
 
@@ -89,10 +125,9 @@ class ConnectionMixin:
     # Shared traffic counters (wskit.metrics), when metrics are on.
     _traffic: Any = None
 
-
     # Autobahn's _connectionMade copies the factory's options named in CONFIG_ATTRS
     # onto the connection and logs them at debug level, pretty-printed whether or
-    # not debug logging is on: about 80 us per connection, a quarter of accepting
+    # not debug logging is on: about 80 us per connection, a fifth of accepting
     # one. wskit copies the same options itself (_copy_factory_options) and leaves
     # Autobahn an empty list. Set per side in the subclasses.
     CONFIG_ATTRS: tuple[str, ...] = ()
@@ -104,6 +139,7 @@ class ConnectionMixin:
         for name in self._FACTORY_OPTIONS:
             if not hasattr(self, name):
                 setattr(self, name, getattr(factory, name))
+
     def _release_compression(self) -> None:
         """Drop the permessage-deflate zlib contexts of a connection that is gone
         (some 300 KiB at the default window and memory level). The extension
@@ -157,11 +193,16 @@ class ConnectionMixin:
     def buffered_amount(self) -> int:
         """Bytes handed to the transport and not yet written to the socket.
 
-        Twisted transports only signal their high-water mark, so there this
-        counts the bytes queued since the transport asked to pause (0 while
-        writable); the asyncio adapter reports the transport's exact figure.
+        Frames held for the end of this loop turn count too. Twisted transports
+        only signal their high-water mark, so there this counts the bytes queued
+        since the transport asked to pause (0 while writable); the asyncio
+        adapter reports the transport's exact figure.
         """
-        return self._paused_bytes if self._writing_paused else 0
+        return self._held_bytes() + (self._paused_bytes if self._writing_paused else 0)
+
+    def _held_bytes(self) -> int:
+        corked = self._corked
+        return sum(map(len, corked)) if corked is not None else 0
 
     def send_message(self, payload: bytes, is_binary: bool) -> bool:
         """Send an encoded payload as one text (UTF-8) or binary message.
@@ -189,17 +230,47 @@ class ConnectionMixin:
 
     # How send_frame writes, looked up on the first frame (see _frame_writer).
     _transport_write: Any = None
-    # Frames send_frame has held back for the end of this loop turn (asyncio only).
+    # Frames send_frame has held back for the end of this loop turn (WriteBatch).
     _corked: list[bytes] | None = None
 
     def _frame_writer(self) -> Any:
-        """The callable :meth:`send_frame` writes a frame with: the transport's
-        ``write`` (Twisted writes on the next reactor turn anyway; the asyncio
-        adapter gathers a turn's frames into one write per connection)."""
-        return self.transport.write
+        """The callable :meth:`send_frame` writes a frame with: it holds the frame
+        on the connection until the end of the loop turn (:class:`WriteBatch`)."""
+        factory = self.factory
+        batch = getattr(factory, "_write_batch", None)
+        if batch is None:
+            batch = factory._write_batch = WriteBatch(factory._call_soon)
+
+        def hold(frame: bytes) -> None:
+            corked = self._corked
+            if corked is None:
+                self._corked = [frame]
+                batch.add(self)
+            else:
+                corked.append(frame)
+
+        return hold
 
     def _flush_corked(self) -> None:
-        """Write the frames held back for this loop turn (see the asyncio adapter)."""
+        """Write the frames held back for this loop turn. Any other write on the
+        connection, and a graceful close, writes them first: the order on the
+        wire is the order of the calls."""
+        corked, self._corked = self._corked, None
+        if not corked or self._transport_gone or self.transport is None:
+            return
+        self._write_out(corked[0] if len(corked) == 1 else b"".join(corked))
+
+    def _closeConnection(self, abort: bool = False) -> None:
+        if abort:
+            self._corked = None  # what the transport holds is discarded too
+        elif self._corked is not None:
+            self._flush_corked()
+        super()._closeConnection(abort)
+
+    def _write_out(self, data: bytes) -> None:
+        """Write bytes the connection sends itself (replies, control frames, the
+        handshake); the Twisted adapter sends them at once when nothing is queued."""
+        self.transport.write(data)
 
     def send_frame(self, frame: bytes, payload_length: int) -> bool:
         """Write one complete, already framed message (a broadcast's bytes, the same for
@@ -369,7 +440,7 @@ class ConnectionMixin:
             return
         if self._corked is not None:
             self._flush_corked()  # after the frames held back before it
-        self.transport.write(data)
+        self._write_out(data)
         if self._writing_paused:
             self._paused_bytes += len(data)
         stats.outgoingOctetsWireLevel += len(data)
@@ -385,7 +456,7 @@ class ConnectionMixin:
         if sync or chopsize or self.logOctets or self.send_queue:
             super().sendData(data, sync, chopsize)
             return
-        self.transport.write(data)
+        self._write_out(data)
         state = self.state
         if state == STATE_OPEN:
             self.trafficStats.outgoingOctetsWireLevel += len(data)
@@ -624,6 +695,8 @@ class ConnectionMixin:
 
     def _connectionLost(self, reason) -> None:
         self._transport_gone = True
+        self._corked = None
+        self._transport_write = None  # refers to this connection (see _frame_writer)
         super()._connectionLost(reason)
         self._release_compression()  # now rather than at collection (see ServerProtocolMixin._connectionLost)
         self._wake_drain_waiters(False)

@@ -23,7 +23,7 @@ from autobahn.twisted.websocket import (  # noqa: E402
     WebSocketServerProtocol as _ServerProtocol,
 )
 from twisted.application import service  # noqa: E402
-from twisted.internet import defer, endpoints  # noqa: E402
+from twisted.internet import defer, endpoints, tcp  # noqa: E402
 from twisted.internet.interfaces import IPushProducer  # noqa: E402
 from twisted.protocols.policies import ProtocolWrapper  # noqa: E402
 from twisted.python.failure import Failure  # noqa: E402
@@ -80,8 +80,13 @@ class _WritabilitySignal:
 class _TwistedConnection:
     """Flow control on a Twisted transport (shared by both sides' protocol classes)."""
 
+    # The socket of a plain TCP transport, written to directly (see _write_out).
+    _socket: Any = None
+
     def _connectionMade(self) -> None:
         super()._connectionMade()
+        if isinstance(self.transport, tcp.Connection):  # not TLS, not an in-memory transport
+            self._socket = self.transport.socket
         signal = _WritabilitySignal(self)
         try:
             self.transport.registerProducer(signal, True)
@@ -94,6 +99,24 @@ class _TwistedConnection:
     def dataReceived(self, data: bytes) -> None:
         # Autobahn's, less its debug line (whose arguments are built on every read).
         self._dataReceived(data)
+
+    def _write_out(self, data: bytes) -> None:
+        # A Twisted transport queues every write for the next reactor turn, asking
+        # epoll to watch for writability and then to stop: two epoll_ctl calls and
+        # a poll per reply. When nothing is queued, send now, as asyncio's
+        # transports do; what the socket does not take is queued as before (and a
+        # socket error is left to the transport, which reports it as usual).
+        transport, sock = self.transport, self._socket
+        if (sock is not None and not transport._tempDataLen and not transport.dataBuffer
+                and transport.connected and not transport.disconnecting and not transport._writeDisconnected):
+            try:
+                sent = sock.send(data)
+            except OSError:
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        transport.write(data)
 
     def _closeConnection(self, abort: bool = False) -> None:
         # A transport whose streaming producer is paused never finishes a
@@ -116,6 +139,11 @@ class _ReactorTimers:
     that way imports and runs on ``twisted.internet.reactor``, and building
     one raises when txaio already holds another reactor.
     """
+
+    def _call_soon(self, fun: Any) -> None:
+        # Run at the start of the next reactor iteration: after the callbacks of
+        # this poll's events, before the next poll.
+        self.reactor.callLater(0, fun)
 
     def _timer_clock(self) -> tuple[Any, Any]:
         return self.reactor.seconds, self.reactor.callLater
@@ -375,7 +403,8 @@ class _LimitedHTTPChannel(http.HTTPChannel):
         endpoint = getattr(self.site, "websocket_endpoint", None)
         if (endpoint is None or head.method != "GET" or head.version != "HTTP/1.1"
                 or not head.is_websocket_upgrade or head.target.partition("?")[0] != endpoint[0]
-                or head.header("content-length") not in (None, "0")):
+                or head.header("content-length") not in (None, "0")
+                or head.header("transfer-encoding") is not None):
             return False
         transport = self.transport
         factory = endpoint[1]._factory

@@ -110,16 +110,19 @@ def test_the_same_handshake_read_in_pieces_goes_through_twisted_web_and_gets_the
     assert accept_fields(direct.head())[0] == 101 and accept_fields(direct.head())[3].startswith("permessage-deflate")
 
 
-@pytest.mark.parametrize("request_line", [
-    "GET /ws/ HTTP/1.1",  # another path: twisted.web's routing decides
-    "GET /other HTTP/1.1",
+@pytest.mark.parametrize("request_line, extra, status", [
+    ("GET /ws/ HTTP/1.1", b"", None),  # another path: twisted.web's routing decides
+    ("GET /other HTTP/1.1", b"", 404),
+    ("GET /ws HTTP/1.1", b"Content-Length: 3\r\n", None),  # a body: twisted.web reads it
 ])
-def test_handshakes_for_other_paths_still_go_through_twisted_web(tier, request_line):
+def test_other_handshakes_still_go_through_twisted_web(tier, request_line, extra, status):
     site = tier.site()
     built = counting_requests(site)
     conn = tier.connect_site(site)
-    conn.send(f.upgrade_request().replace(b"GET /ws HTTP/1.1", request_line.encode(), 1))
-    assert conn.head() is not None
+    request = f.upgrade_request().replace(b"GET /ws HTTP/1.1", request_line.encode(), 1)
+    conn.send(request[:-2] + extra + b"\r\n" + (b"abc" if extra else b""))
+    head = conn.head()
+    assert head is not None and (status is None or head.status == status), head
     assert len(built) == 1
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from twisted.internet.interfaces import IPushProducer
 
 from memory import frames as f
+from memory.flow_cases import *  # noqa: F401,F403  (the per-turn batching, on both backends)
 from memory.server_cases import open_echo
 
 
@@ -34,3 +35,4 @@ def test_producer_is_unregistered_when_the_connection_drops(tier):
     conn.proto.abort()
     tier.settle()
     assert conn.transport.producer is None
+
