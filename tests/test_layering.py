@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -118,14 +119,14 @@ def test_dependencies_point_one_way():
     assert violations() == []
 
 
+def reading_with(target: Path, extra: str):
+    """A file reader for the checks below that sees ``extra`` appended to ``target``."""
+    return lambda path: path.read_text() + (extra if path == target else "")
+
+
 def test_the_layering_check_sees_a_violation():
     # The check itself can fail: a core module importing a shipped protocol is reported.
-    target = ROOT / "wskit" / "settings.py"
-
-    def read(path):
-        text = path.read_text()
-        return text + "\nfrom wskit.protocols import chat\n" if path == target else text
-
+    read = reading_with(ROOT / "wskit" / "settings.py", "\nfrom wskit.protocols import chat\n")
     assert "wskit.settings (core) imports wskit.protocols.chat (app)" in violations(read)
 
 
@@ -192,11 +193,6 @@ def test_no_module_reads_twisted_transport_buffers():
 
 
 def test_the_buffer_check_sees_a_reader_outside_the_write_path():
-    target = ROOT / "wskit" / "protocol.py"
-
-    def read(path):
-        text = path.read_text()
-        return text + "\ndef peek(transport):\n    return transport._tempDataLen\n" if path == target else text
-
+    read = reading_with(ROOT / "wskit" / "protocol.py", "\ndef peek(transport):\n    return transport._tempDataLen\n")
     (found,) = twisted_buffer_readers(read)
     assert found.startswith("wskit/protocol.py:") and found.endswith("_tempDataLen")

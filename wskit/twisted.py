@@ -407,7 +407,7 @@ class _LimitedHTTPChannel(http.HTTPChannel):
                 or head.header("transfer-encoding") is not None):
             return False
         transport = self.transport
-        factory = endpoint[1]._factory
+        factory = endpoint[1]
         proto = factory.buildProtocol(transport.getPeer())
         if proto is None:
             return False
@@ -460,7 +460,7 @@ class _WebSocketSite(server.Site):
     """
 
     protocol = _limited_channel
-    # (path, resource) of the WebSocket endpoint build_site mounted: handshakes
+    # (path, protocol factory) of the WebSocket endpoint build_site mounted: handshakes
     # for exactly that path go to it without twisted.web (_LimitedHTTPChannel._hand_over).
     websocket_endpoint: tuple[str, Any] | None = None
 
@@ -499,7 +499,7 @@ def build_site(app: WebSocketApp, protocol: type | None = None, reactor: Any = N
         parent = child
     parent.putChild(segments[-1], ws)
     site = _WebSocketSite(root, app, reactor=reactor)
-    site.websocket_endpoint = (settings.path, ws)
+    site.websocket_endpoint = (settings.path, ws._factory)
     return site
 
 

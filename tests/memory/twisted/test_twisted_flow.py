@@ -35,4 +35,3 @@ def test_producer_is_unregistered_when_the_connection_drops(tier):
     conn.proto.abort()
     tier.settle()
     assert conn.transport.producer is None
-
